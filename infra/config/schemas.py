@@ -255,7 +255,9 @@ class VideoConfig:
     height: int = 360
     """pixels"""
     fps: int = 25
-    """frames per second of the video (must divide the control rate)"""
+    """frames per second of the video (rounded to a whole number of control steps per frame)"""
+    quality: bool = True
+    """shadows, reflections and sky in the video (slower); False renders like the head camera"""
 
 
 @dataclass

@@ -119,7 +119,7 @@ class _Builder:
         foot = shank.add_body(name=f"{side}_foot", pos=[0, 0, -SHANK])
         self.joint(foot, g, f"{side}_ankle_pitch", Y, -0.8, 0.6, default=-0.1)
         self.joint(foot, g, f"{side}_ankle_roll", X, -0.4, 0.4)
-        foot.add_geom(type=BOX, pos=list(FOOT_CENTER), size=list(FOOT_HALF), mass=MASS["foot"],
+        foot.add_geom(name=f"{side}_sole", type=BOX, pos=list(FOOT_CENTER), size=list(FOOT_HALF), mass=MASS["foot"],
                       rgba=[0.15, 0.15, 0.15, 1])
 
     def arm(self, torso, side: str, s: float) -> None:

@@ -80,9 +80,11 @@ def build_scene_spec(body: Body, scene: SceneConfig, sim: SimConfig, offscreen: 
     spec.option.integrator = _INTEGRATORS[sim.integrator]
     spec.visual.global_.offwidth = max(offscreen[0], 640)
     spec.visual.global_.offheight = max(offscreen[1], 480)
+    spec.visual.quality.shadowsize = 4096
+    spec.visual.map.shadowscale, spec.visual.map.shadowclip = 0.3, 3.0  # no shadow acne on the floor
     spec.add_texture(name="grid", type=mujoco.mjtTexture.mjTEXTURE_2D, builtin=mujoco.mjtBuiltin.mjBUILTIN_CHECKER,
                      rgb1=[0.42, 0.45, 0.48], rgb2=[0.32, 0.35, 0.38], width=512, height=512)
-    spec.add_material(name="grid", textures=["", "grid"], texrepeat=[1, 1], texuniform=True, reflectance=0.1)
+    spec.add_material(name="grid", textures=["", "grid"], texrepeat=[1, 1], texuniform=True, reflectance=0.05)
     spec.add_texture(name="sky", type=mujoco.mjtTexture.mjTEXTURE_SKYBOX, builtin=mujoco.mjtBuiltin.mjBUILTIN_GRADIENT,
                      rgb1=[0.55, 0.7, 0.9], rgb2=[0.1, 0.15, 0.25], width=256, height=256)
     world = spec.worldbody

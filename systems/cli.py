@@ -1,0 +1,109 @@
+"""The ``humanoid`` command. Thin: each sub-command loads its typed config and calls one function.
+
+Every command takes ``--preset NAME`` (a YAML in ``infra/config/presets`` or a path) and ``key=value``
+overrides; ``humanoid config show COMMAND`` prints the resolved configuration of a command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+
+from infra.config import ConfigError, load_config, to_yaml
+from infra.config.schemas import BenchSimConfig, BodyInfoConfig, RunConfig
+from infra.gl import ensure_gl_backend
+
+SCHEMAS = {"run": RunConfig, "body-info": BodyInfoConfig, "bench-sim": BenchSimConfig}
+
+
+def _cmd_run(cfg: RunConfig, as_json: bool) -> int:
+    from systems.rollout import run
+
+    result = run(cfg, progress=not as_json)
+    if as_json:
+        print(json.dumps(result))
+    else:
+        status = "stood" if result["success"] else "FELL"
+        print(f"{status} for {result['seconds']} s ({result['num_envs']} world(s), {result['pushes']} pushes); "
+              f"min root height {result['min_root_height_m']} m, max tilt {result['max_tilt_deg']} deg, "
+              f"real-time factor {result['realtime_factor']}")
+        print(f"files: {result['out_dir']}  mlflow run: {result.get('mlflow_run_id', '-')}")
+    return 0 if result["success"] else 1
+
+
+def _cmd_body_info(cfg: BodyInfoConfig, as_json: bool) -> int:
+    from s0_locomotion.body import Body
+
+    info = Body(cfg.body).info()
+    if as_json:
+        print(json.dumps(info))
+        return 0
+    print(f"{info['name']}: {info['n_dof']} DoF, {info['mass_kg']} kg, {info['height_m']} m")
+    for group, n in info["groups"].items():
+        print(f"  {group:<12} {n:>3}")
+    print(f"{'joint':<30} {'group':<11} {'range (rad)':>18} {'kp':>7} {'kd':>6} {'tau_max':>8}")
+    for j in info["joints"]:
+        lo, hi = j["range"]
+        print(f"{j['name']:<30} {j['group']:<11} {lo:>8.3f} {hi:>8.3f} {j['kp']:>7.1f} {j['kd']:>6.2f} "
+              f"{j['torque_limit']:>8.1f}")
+    return 0
+
+
+def _cmd_bench_sim(cfg: BenchSimConfig, as_json: bool) -> int:
+    from systems.bench import bench_sim
+
+    result = bench_sim(cfg)
+    if as_json:
+        print(json.dumps(result))
+    else:
+        for key, value in result.items():
+            print(f"{key:<32} {value}")
+    return 0
+
+
+def _add(sub, name: str, help_: str, schema: str, func: Callable) -> None:
+    parser = sub.add_parser(name, help=help_, description=help_)
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (dotlist)")
+    parser.add_argument("--preset", help="preset name from infra/config/presets, or a YAML path")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.set_defaults(schema=schema, func=func)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="humanoid", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add(sub, "run", "simulated humanoid rollout: video, metrics JSON, MLflow run", "run", _cmd_run)
+    body = sub.add_parser("body", help="the humanoid body").add_subparsers(dest="body_command", required=True)
+    _add(body, "info", "DoF, joint groups, limits and gains of the body", "body-info", _cmd_body_info)
+    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench_command", required=True)
+    _add(bench, "sim", "raw single-thread physics vs the batched backend", "bench-sim", _cmd_bench_sim)
+    config = sub.add_parser("config", help="configuration").add_subparsers(dest="config_command", required=True)
+    show = config.add_parser("show", help="print the resolved configuration of a command")
+    show.add_argument("target", choices=sorted(SCHEMAS))
+    show.add_argument("overrides", nargs="*", metavar="key=value")
+    show.add_argument("--preset")
+    show.set_defaults(func=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    ensure_gl_backend()  # before anything imports mujoco
+    from s0_locomotion.body import BodyError
+    from s0_locomotion.sim.backend import SimError
+
+    try:
+        if args.func is None:
+            print(to_yaml(load_config(SCHEMAS[args.target], args.overrides, args.preset)), end="")
+            return 0
+        cfg = load_config(SCHEMAS[args.schema], args.overrides, args.preset)
+        return args.func(cfg, args.json)
+    except (ConfigError, BodyError, SimError) as exc:
+        print(f"humanoid: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
