@@ -20,7 +20,8 @@ def ensure_gl_backend() -> str:
     if not chosen:
         env = {**os.environ, "MUJOCO_GL": "egl", "PYOPENGL_PLATFORM": "egl"}
         try:
-            ok = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, timeout=60).returncode == 0
+            probe = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, timeout=60)
+            ok = probe.returncode == 0
         except (OSError, subprocess.TimeoutExpired):
             ok = False
         chosen = "egl" if ok else "osmesa"

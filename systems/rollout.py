@@ -174,6 +174,7 @@ def _loop(cfg: RunConfig, body: Body, backend: MujocoBackend, tracker: Tracker |
         if tracker:
             tracker.log_metrics(metrics, step=step)
         if writer is not None and step % frame_every == 0:
-            frame = backend.render(np.array([0]), TRACK_CAMERA, cfg.video.height, cfg.video.width, fast=not cfg.video.quality)
+            frame = backend.render(np.array([0]), TRACK_CAMERA, cfg.video.height, cfg.video.width,
+                                   fast=not cfg.video.quality)
             writer.append_data(frame[0])
     return log, pusher.count, time.perf_counter() - start

@@ -75,12 +75,15 @@ def load_config(schema: type[T], overrides: Sequence[str] = (), preset: str | No
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key=value")
-        layers.append((f"override {item!r}", OmegaConf.from_dotlist([item])))
+        try:
+            layers.append((f"override {item!r}", OmegaConf.from_dotlist([item])))
+        except Exception as exc:  # noqa: BLE001 - YAML and OmegaConf parse errors have many types
+            raise ConfigError(f"override {item!r}: cannot parse the value: {exc}".replace("\n", " ")) from exc
     for source, layer in layers:
         base = _merge(base, layer, source, schema)
     try:
         return OmegaConf.to_object(base)  # runs __post_init__ validation
-    except OmegaConfBaseException as exc:
+    except (OmegaConfBaseException, ValueError) as exc:  # ValueError: a schema's __post_init__
         raise ConfigError(f"invalid configuration: {exc}") from exc
 
 

@@ -46,9 +46,10 @@ def _builtin_gains() -> dict[str, Gains]:
 
 def _builtin_joint_gains() -> dict[str, Gains]:
     return {
-        ".*_ankle_.*": Gains(kp=800.0, kd=20.0, torque_limit=200.0, armature=0.03, damping=1.0),
+        ".*_ankle_(pitch|roll)": Gains(kp=800.0, kd=20.0, torque_limit=200.0, armature=0.03, damping=1.0),
         ".*_knee": Gains(kp=800.0, kd=20.0, torque_limit=300.0, armature=0.05, damping=1.0),
-        ".*_wrist_.*": Gains(kp=15.0, kd=0.5, torque_limit=15.0, armature=0.005, damping=0.1),
+        ".*_wrist_(pronation|flexion|deviation)": Gains(kp=15.0, kd=0.5, torque_limit=15.0, armature=0.005,
+                                                        damping=0.1),
     }
 
 
@@ -82,7 +83,7 @@ class BodyConfig:
     gains: dict[str, Gains] = field(default_factory=_builtin_gains)
     """gains by group name, or by group kind (the group name without ``left_``/``right_``)"""
     joint_gains: dict[str, Gains] = field(default_factory=_builtin_joint_gains)
-    """per-joint gain overrides: regex (full match) of joint name -> gains"""
+    """per-joint gain overrides: regex (full match) of joint name -> gains; checked in order, first match wins"""
     default_pose: dict[str, float] = field(default_factory=dict)
     """regex of joint name -> default position (rad); unmatched joints use 0 (loaded MJCF) or the
     built-in standing pose"""

@@ -6,7 +6,7 @@ and instruments it the same way for every humanoid:
 * one position actuator per joint doing PD at physics rate:
   ``tau = clip(kp * (q_target - q) - kd * qdot, -torque_limit, torque_limit)``,
   with ``ctrlrange`` equal to the joint range;
-* an IMU site ``imu`` on the root body with sensors ``imu_gyro`` (rad/s, body frame), ``imu_acc``
+* an IMU site ``root_imu`` on the root body with sensors ``imu_gyro`` (rad/s, body frame), ``imu_acc``
   (m/s², body frame, includes gravity), ``imu_quat`` (world orientation, wxyz) and ``imu_vel``
   (m/s, body frame);
 * touch sensors ``left_foot_touch`` / ``right_foot_touch`` (N, normal force summed over the sole),
@@ -30,7 +30,7 @@ from s0_locomotion.body.humanoid65 import BuiltBody, build_humanoid65
 
 HEAD_CAMERA = "head_cam"
 TRACK_CAMERA = "track_cam"
-IMU_SITE = "imu"
+IMU_SITE = "root_imu"
 SENSOR_NAMES = ("imu_gyro", "imu_acc", "imu_quat", "imu_vel")
 FREE = mujoco.mjtJoint.mjJNT_FREE
 
@@ -146,8 +146,13 @@ class Body:
         self.joints = self._configure_joints(built)
         self.groups = {g: [i for i, j in enumerate(self.joints) if j.group == g] for g in built.groups}
         self.default_pose = self._default_pose(built)
-        self._instrument(builtin=not self.cfg.mjcf)
-        self.root_height = self._standing_root_height()
+        try:
+            self._instrument(builtin=not self.cfg.mjcf)
+            self.root_height = self._standing_root_height()
+        except ValueError as exc:  # MuJoCo's compile errors (repeated names, bad sizes) are ValueErrors
+            if isinstance(exc, BodyError):
+                raise
+            raise BodyError(f"body {self.cfg.mjcf or 'humanoid65'!r}: cannot instrument the model: {exc}") from exc
 
     # -- construction ----------------------------------------------------------------------------
 
@@ -256,9 +261,16 @@ class Body:
         lowest = np.inf
         for body in self.feet:
             for gid in np.flatnonzero(model.geom_bodyid == model.body(body).id):
-                center, half = model.geom_aabb[gid, :3], model.geom_aabb[gid, 3:]
+                if model.geom_contype[gid] == 0 and model.geom_conaffinity[gid] == 0:
+                    continue  # visual only
                 mat = data.geom_xmat[gid].reshape(3, 3)
-                z = data.geom_xpos[gid, 2] + mat[2] @ center - np.abs(mat[2]) @ half
+                if model.geom_type[gid] == mujoco.mjtGeom.mjGEOM_MESH:  # exact: the lowest vertex
+                    mesh = model.geom_dataid[gid]
+                    adr, num = model.mesh_vertadr[mesh], model.mesh_vertnum[mesh]
+                    z = data.geom_xpos[gid, 2] + (model.mesh_vert[adr:adr + num] @ mat[2]).min()
+                else:  # exact for boxes, conservative for round shapes
+                    center, half = model.geom_aabb[gid, :3], model.geom_aabb[gid, 3:]
+                    z = data.geom_xpos[gid, 2] + mat[2] @ center - np.abs(mat[2]) @ half
                 lowest = min(lowest, z)
         return float(-lowest)
 

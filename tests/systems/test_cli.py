@@ -1,0 +1,81 @@
+"""The humanoid command end to end, in subprocesses, against a real MLflow SQLite store."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def humanoid(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "systems.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}, timeout=300)
+
+
+def test_body_info_json(tmp_path):
+    out = humanoid("body", "info", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert info["n_dof"] == 65
+    assert info["groups"]["left_hand"] >= 11 and info["groups"]["right_hand"] >= 11
+    joint = info["joints"][0]
+    assert set(joint) >= {"name", "group", "range", "kp", "kd", "torque_limit"}
+
+
+def test_unknown_key_exits_2_naming_it(tmp_path):
+    out = humanoid("run", "sim.num_envz=3", cwd=tmp_path)
+    assert out.returncode == 2
+    assert "unknown config key 'sim.num_envz'" in out.stderr and "sim.num_envs" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_missing_mjcf_exits_2_naming_the_path(tmp_path):
+    out = humanoid("body", "info", "body.mjcf=/no/such/robot.xml", "body.groups={all: ['.*']}", cwd=tmp_path)
+    assert out.returncode == 2 and "/no/such/robot.xml" in out.stderr
+
+
+def test_run_writes_video_metrics_and_mlflow_run(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    out = humanoid("run", "--json", "seconds=1.0", "push.enabled=true", "push.interval_s=[0.3,0.5]",
+                   "video.width=160", "video.height=120", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri})
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["success"] and result["seconds"] == pytest.approx(1.0) and result["pushes"] >= 1
+    run_dir = Path(result["out_dir"])
+    if not run_dir.is_absolute():
+        run_dir = tmp_path / run_dir
+    assert {"rollout.mp4", "metrics.json", "rollout.png", "config.yaml"} <= {p.name for p in run_dir.iterdir()}
+    import imageio.v2 as imageio
+
+    frames = [f for f in imageio.get_reader(run_dir / "rollout.mp4")]
+    assert len(frames) == 25 and frames[0].shape == (120, 160, 3)
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(result["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["seconds"] == "1.0" and run.data.params["sim.num_envs"] == "1"
+    heights = client.get_metric_history(run.info.run_id, "eval/root_height")
+    assert len(heights) == 50 and min(m.value for m in heights) > 0.8
+    assert {"rollout.mp4", "metrics.json"} <= {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+def test_bench_sim_reports_ratio_of_its_own_measurements(tmp_path):
+    out = humanoid("bench", "sim", "--json", "sim.num_envs=4", "raw_steps=500", "batched_steps=5", "repeats=1",
+                   cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert set(r) >= {"raw_single_thread_steps_per_s", "batched_steps_per_s", "env_steps_per_s", "ratio",
+                      "n_worlds", "threads", "n_dof"}
+    assert r["n_worlds"] == 4 and r["n_dof"] == 65
+    assert r["ratio"] == pytest.approx(r["batched_steps_per_s"] / r["raw_single_thread_steps_per_s"], rel=1e-2)
+    assert r["batched_steps_per_s"] == pytest.approx(r["env_steps_per_s"] * 10, rel=1e-3)
+
+
+def test_config_show_prints_resolved_yaml(tmp_path):
+    out = humanoid("config", "show", "run", "seconds=3", "--preset", "push", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "seconds: 3.0" in out.stdout and "enabled: true" in out.stdout
