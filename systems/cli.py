@@ -12,10 +12,10 @@ import sys
 from collections.abc import Callable
 
 from infra.config import ConfigError, load_config, to_yaml
-from infra.config.schemas import BenchSimConfig, BodyInfoConfig, RunConfig
+from infra.config.schemas import BenchSimConfig, BodyInfoConfig, MotionConfig, RunConfig
 from infra.gl import ensure_gl_backend
 
-SCHEMAS = {"run": RunConfig, "body-info": BodyInfoConfig, "bench-sim": BenchSimConfig}
+SCHEMAS = {"run": RunConfig, "body-info": BodyInfoConfig, "bench-sim": BenchSimConfig, "motion": MotionConfig}
 
 
 def _cmd_run(cfg: RunConfig, as_json: bool) -> int:
@@ -63,6 +63,17 @@ def _cmd_bench_sim(cfg: BenchSimConfig, as_json: bool) -> int:
     return 0
 
 
+def _lazy(module: str, func: str) -> Callable:
+    """A command whose module is imported only when it runs (keeps `humanoid --help` fast)."""
+
+    def run(cfg, as_json: bool) -> int:
+        import importlib
+
+        return getattr(importlib.import_module(module), func)(cfg, as_json)
+
+    return run
+
+
 def _add(sub, name: str, help_: str, schema: str, func: Callable) -> None:
     parser = sub.add_parser(name, help=help_, description=help_)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (dotlist)")
@@ -77,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add(sub, "run", "simulated humanoid rollout: video, metrics JSON, MLflow run", "run", _cmd_run)
     body = sub.add_parser("body", help="the humanoid body").add_subparsers(dest="body_command", required=True)
     _add(body, "info", "DoF, joint groups, limits and gains of the body", "body-info", _cmd_body_info)
+    motion = sub.add_parser("motion", help="the motion library").add_subparsers(dest="motion_command", required=True)
+    _add(motion, "list", "the procedural library's clips", "motion", _lazy("systems.motion_cmd", "motion_list"))
+    _add(motion, "show", "summary of one clip (name=... a library name or a clip file)", "motion",
+         _lazy("systems.motion_cmd", "motion_show"))
+    _add(motion, "render", "kinematic mp4 of one clip (name=..., out=...)", "motion",
+         _lazy("systems.motion_cmd", "motion_render"))
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench_command", required=True)
     _add(bench, "sim", "raw single-thread physics vs the batched backend", "bench-sim", _cmd_bench_sim)
     config = sub.add_parser("config", help="configuration").add_subparsers(dest="config_command", required=True)
@@ -92,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     ensure_gl_backend()  # before anything imports mujoco
     from s0_locomotion.body import BodyError
+    from s0_locomotion.motion.clip import ClipError
     from s0_locomotion.sim.backend import SimError
 
     try:
@@ -100,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         cfg = load_config(SCHEMAS[args.schema], args.overrides, args.preset)
         return args.func(cfg, args.json)
-    except (ConfigError, BodyError, SimError) as exc:
+    except (ConfigError, BodyError, SimError, ClipError) as exc:
         print(f"humanoid: error: {exc}", file=sys.stderr)
         return 2
 

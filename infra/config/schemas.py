@@ -289,6 +289,23 @@ class BodyInfoConfig:
 
 
 @dataclass
+class MotionConfig:
+    """``humanoid motion list|show|render``."""
+
+    body: BodyConfig = field(default_factory=BodyConfig)
+    name: str = "walk"
+    """a library clip name, or a path to a .npz clip, a DeepMimic .txt or a .bvh"""
+    out: str = ""
+    """show: save the clip as this .npz; render: the mp4 path (default <name>.mp4)"""
+    width: int = 480
+    """render width, pixels"""
+    height: int = 360
+    """render height, pixels"""
+    fps: float = 25.0
+    """render frame rate (frames are skipped from the clip's rate)"""
+
+
+@dataclass
 class BenchSimConfig:
     """``humanoid bench sim``: raw single-thread stepping against the batched backend, in one run."""
 

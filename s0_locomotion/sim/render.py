@@ -49,15 +49,23 @@ class CameraRenderer:
 
         ``fast`` overrides the renderer's default (e.g. full quality for videos, fast for the head camera).
         """
+        return self._render(states, mujoco.mjtState.mjSTATE_FULLPHYSICS, camera, height, width, fast)
+
+    def render_qpos(self, qpos: np.ndarray, camera: str, height: int, width: int,
+                    fast: bool | None = None) -> np.ndarray:
+        """Kinematic rendering: qpos (n, nq) -> (n, height, width, 3) uint8 (no physics state needed)."""
+        return self._render(qpos, mujoco.mjtState.mjSTATE_QPOS, camera, height, width, fast)
+
+    def _render(self, rows: np.ndarray, spec: mujoco.mjtState, camera: str, height: int, width: int,
+                fast: bool | None) -> np.ndarray:
         try:
             self.model.camera(camera)
         except KeyError as exc:
             names = [self.model.camera(i).name for i in range(self.model.ncam)]
             raise ValueError(f"unknown camera {camera!r}; cameras: {names}") from exc
         renderer = self._renderer(height, width, self.fast if fast is None else fast)
-        out = np.empty((len(states), height, width, 3), dtype=np.uint8)
-        spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
-        for i, row in enumerate(states):
+        out = np.empty((len(rows), height, width, 3), dtype=np.uint8)
+        for i, row in enumerate(rows):
             mujoco.mj_setState(self.model, self._data, row, spec)
             mujoco.mj_forward(self.model, self._data)
             renderer.update_scene(self._data, camera)
