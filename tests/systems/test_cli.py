@@ -79,3 +79,21 @@ def test_config_show_prints_resolved_yaml(tmp_path):
     out = humanoid("config", "show", "run", "seconds=3", "--preset", "push", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "seconds: 3.0" in out.stdout and "enabled: true" in out.stdout
+
+
+def test_motion_list_show_and_render(tmp_path):
+    out = humanoid("motion", "list", "--json", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    rows = {r["name"]: r for r in json.loads(out.stdout)}
+    assert len(rows) >= 23 and rows["walk"]["displacement_m"][0] > 2.0
+    out = humanoid("motion", "show", "name=squat", f"out={tmp_path / 'squat.npz'}", cwd=tmp_path)
+    assert out.returncode == 0 and (tmp_path / "squat.npz").is_file()
+    out = humanoid("motion", "render", "--json", "name=hands_point", "width=96", "height=64", "fps=10",
+                   f"out={tmp_path / 'p.mp4'}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    import imageio.v2 as imageio
+
+    frames = [f for f in imageio.get_reader(tmp_path / "p.mp4")]
+    assert len(frames) == json.loads(out.stdout)["frames"] == 34 and frames[0].shape == (64, 96, 3)
+    out = humanoid("motion", "show", "name=walk_sideways", cwd=tmp_path)
+    assert out.returncode == 2 and "unknown motion 'walk_sideways'" in out.stderr
