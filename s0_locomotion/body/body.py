@@ -9,6 +9,8 @@ and instruments it the same way for every humanoid:
 * an IMU site ``root_imu`` on the root body with sensors ``imu_gyro`` (rad/s, body frame), ``imu_acc``
   (m/s², body frame, includes gravity), ``imu_quat`` (world orientation, wxyz) and ``imu_vel``
   (m/s, body frame);
+* ``com_pos`` / ``com_vel``: whole-body centre of mass (m) and its velocity (m/s), world frame;
+* ``pos_<body>``: world position of every body (m), for tracking rewards and errors without FK;
 * touch sensors ``left_foot_touch`` / ``right_foot_touch`` (N, normal force summed over the sole),
   on box sites fitted around each foot's collision geometry (and ``*_hand_touch`` when hands are known);
 * a head camera ``head_cam`` (RGB, for S1/S2) and a third-person camera ``track_cam`` that follows the
@@ -210,6 +212,13 @@ class Body:
         for kind, sensor_type in zip(SENSOR_NAMES, ("GYRO", "ACCELEROMETER", "FRAMEQUAT", "VELOCIMETER")):
             spec.add_sensor(name=kind, type=getattr(mujoco.mjtSensor, f"mjSENS_{sensor_type}"),
                             objtype=mujoco.mjtObj.mjOBJ_SITE, objname=IMU_SITE)
+        spec.add_sensor(name="com_pos", type=mujoco.mjtSensor.mjSENS_SUBTREECOM, objtype=mujoco.mjtObj.mjOBJ_BODY,
+                        objname=root.name)
+        spec.add_sensor(name="com_vel", type=mujoco.mjtSensor.mjSENS_SUBTREELINVEL,
+                        objtype=mujoco.mjtObj.mjOBJ_BODY, objname=root.name)
+        for body in [b for b in spec.bodies if b.name and b is not spec.worldbody]:
+            spec.add_sensor(name=f"pos_{body.name}", type=mujoco.mjtSensor.mjSENS_FRAMEPOS,
+                            objtype=mujoco.mjtObj.mjOBJ_BODY, objname=body.name)
         for side, body in zip(("left", "right"), self.feet):
             self._add_touch(body, f"{side}_foot_touch")
         for side, body in zip(("left", "right"), self.hands):

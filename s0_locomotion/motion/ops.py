@@ -91,6 +91,14 @@ def time_scale(body: Body, clip: MotionClip, factor: float, name: str | None = N
                      source=f"time_scale({clip.source}, {factor:g})", kinematics=kinematics)
 
 
+def resample(body: Body, clip: MotionClip, fps: float, kinematics: Kinematics | None = None) -> MotionClip:
+    """The same motion at another frame rate (interpolated)."""
+    frames = int(np.floor(clip.duration * fps + 1e-9)) + 1
+    pos, quat, joints = _sample(clip, np.arange(frames) / fps)
+    return make_clip(body, clip.name, fps, pos, quat, joints, source=clip.source, kinematics=kinematics,
+                     meta=clip.meta | {"resampled_from_fps": clip.fps})
+
+
 def _yaw(quat: np.ndarray) -> float:
     w, x, y, z = quat
     return float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))

@@ -21,7 +21,8 @@ class SimError(ValueError):
 class SimObs:
     """Observations of all worlds after a control step. Shapes: (num_envs, ...), float32 tensors.
 
-    Frames and units: world frame z up, SI units, quaternions wxyz.
+    Frames and units: world frame z up, SI units, quaternions wxyz. Sensor-derived fields (imu, contacts,
+    body_pos, com) are computed inside the last physics step, i.e. one ``sim_dt`` before the state.
     """
 
     time: torch.Tensor  # (N,) simulated time, s
@@ -35,6 +36,9 @@ class SimObs:
     imu_acc: torch.Tensor  # (N, 3) m/s², IMU frame, includes gravity (+9.81 z when at rest)
     foot_contact: torch.Tensor  # (N, 2) left, right normal force on the soles, N
     hand_contact: torch.Tensor  # (N, 2) left, right normal force on the palms, N (zeros without hands)
+    body_pos: torch.Tensor  # (N, B, 3) world position of every robot body (backend.body_names order), m
+    com_pos: torch.Tensor  # (N, 3) whole-body centre of mass, world, m
+    com_vel: torch.Tensor  # (N, 3) centre-of-mass velocity, world, m/s
 
 
 class SimBackend(abc.ABC):

@@ -93,6 +93,10 @@ class MujocoBackend(SimBackend):
             return slice(adr, adr + dim)
 
         self._gyro, self._acc = sensor("imu_gyro", 3), sensor("imu_acc", 3)
+        self._com, self._com_vel = sensor("com_pos", 3), sensor("com_vel", 3)
+        self.body_names = tuple(m.sensor(i).name[4:] for i in range(m.nsensor) if m.sensor(i).name.startswith("pos_"))
+        self._body_pos = np.concatenate([np.arange(3) + m.sensor(f"pos_{b}").adr[0] for b in self.body_names]) \
+            if self.body_names else np.zeros(0, dtype=int)
         self._touch = {k: sensor(k, 1) for k in ("left_foot_touch", "right_foot_touch",
                                                  "left_hand_touch", "right_hand_touch")}
 
@@ -135,6 +139,8 @@ class MujocoBackend(SimBackend):
             imu_gyro=t(imu(self._gyro)), imu_acc=t(imu(self._acc)),
             foot_contact=t(touch("left_foot_touch", "right_foot_touch")),
             hand_contact=t(touch("left_hand_touch", "right_hand_touch")),
+            body_pos=t(sens[:, self._body_pos].reshape(self.num_envs, -1, 3)),
+            com_pos=t(imu(self._com)), com_vel=t(imu(self._com_vel)),
         )
 
     # -- state -----------------------------------------------------------------------------------
@@ -197,6 +203,24 @@ class MujocoBackend(SimBackend):
         self.set_state(rows, ids)
         return self.observe()
 
+    def set_qpos_qvel(self, env_ids: np.ndarray, qpos: np.ndarray, qvel: np.ndarray) -> None:
+        """Reset worlds to given generalized positions (n, nq) and velocities (n, nv) at time 0."""
+        ids = self._ids(env_ids)
+        rows = self._state[ids].copy()
+        rows[:, self._time] = 0.0
+        rows[:, self._qpos], rows[:, self._qvel] = qpos, qvel
+        self.set_state(rows, ids)
+
+    def set_world_models(self, env_ids: np.ndarray, models: list[mujoco.MjModel]) -> None:
+        """Give worlds their own (e.g. randomised) copies of the model; same sizes as the scene model."""
+        ids = self._ids(env_ids)
+        for i, model in zip(ids, models, strict=True):
+            if model.nq != self.model.nq or model.nu != self.model.nu:
+                raise SimError("set_world_models: a model variant must have the scene model's sizes")
+            for shard in self._shards:
+                if shard.first <= i < shard.first + len(shard.models):
+                    shard.models[i - shard.first] = model
+
     def push(self, env_ids: np.ndarray, delta_vel: np.ndarray) -> None:
         """Add a velocity impulse (len(env_ids), 3) m/s, world frame, to the roots of some worlds."""
         ids = self._ids(env_ids)
@@ -242,6 +266,7 @@ class _Shard:
 
     def __init__(self, model: mujoco.MjModel, ids: np.ndarray, b: MujocoBackend) -> None:
         rows = slice(int(ids[0]), int(ids[-1]) + 1)
+        self.first = int(ids[0])
         self.pool = rollout.Rollout(nthread=0)  # runs on the calling thread, GIL released
         self.models = [model] * len(ids)  # one per world: room for per-world randomised models
         self.data = [mujoco.MjData(model)]

@@ -1,0 +1,143 @@
+"""Configuration schemas of S0: the tracking environment, its rewards and randomisation, PPO, eval."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from infra.config.schemas import BodyConfig, SimConfig, TrackingConfig
+
+
+@dataclass
+class RewardConfig:
+    """DeepMimic reward terms: weight w_* and kernel scale k_* of exp(-k * error) (Peng et al. 2018)."""
+
+    w_pose: float = 0.5
+    """joint pose weight"""
+    k_pose: float = 2.0
+    """joint pose kernel, 1/rad^2 (summed over all 65 joints)"""
+    w_vel: float = 0.05
+    """joint velocity weight"""
+    k_vel: float = 0.02
+    """joint velocity kernel, s^2/rad^2"""
+    w_ee: float = 0.15
+    """end-effector (feet, hands, head relative to the root) weight"""
+    k_ee: float = 10.0
+    """end-effector kernel, 1/m^2"""
+    w_root: float = 0.15
+    """root position and orientation weight"""
+    k_root: float = 5.0
+    """root kernel, 1/m^2"""
+    w_com: float = 0.15
+    """centre-of-mass velocity weight"""
+    k_com: float = 5.0
+    """centre-of-mass kernel, s^2/m^2"""
+
+
+@dataclass
+class RandomizeConfig:
+    """Domain randomisation. Physical parameters are drawn per model variant; worlds pick a variant at reset."""
+
+    enabled: bool = True
+    """randomise at all"""
+    variants: int = 8
+    """number of randomised model copies shared by the worlds"""
+    friction: list[float] = field(default_factory=lambda: [0.6, 1.2])
+    """floor sliding friction range"""
+    mass_scale: list[float] = field(default_factory=lambda: [0.9, 1.1])
+    """per-link mass (and inertia) scale range"""
+    kp_scale: list[float] = field(default_factory=lambda: [0.9, 1.1])
+    """PD gain scale range (kp and kd together)"""
+    push_interval_s: list[float] = field(default_factory=lambda: [3.0, 6.0])
+    """seconds between velocity pushes of the root"""
+    push_velocity: float = 0.3
+    """largest horizontal push, m/s"""
+    latency_steps: int = 1
+    """actions are delayed by 0..latency_steps control steps (drawn per episode)"""
+
+
+@dataclass
+class TrackingEnvConfig:
+    """The S0 tracking environment (DESIGN §1: S0 tracks whatever reference S1 gives it)."""
+
+    body: BodyConfig = field(default_factory=BodyConfig)
+    sim: SimConfig = field(default_factory=lambda: SimConfig(num_envs=64))
+    clips: list[str] = field(default_factory=list)
+    """library names or clip files (.npz, DeepMimic .txt, .bvh) or folders; [] = the whole procedural library"""
+    future_frames: list[int] = field(default_factory=lambda: [1, 5])
+    """reference frames ahead (in control steps) shown to the policy"""
+    action_scale: float = 0.25
+    """rad per unit action; targets = reference joints + action_scale * action"""
+    episode_s: float = 10.0
+    """time limit of an episode, s (a clip's end also ends it)"""
+    terminate_error_m: float = 0.5
+    """early termination when the mean body-position error exceeds this (PHC), m"""
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    randomize: RandomizeConfig = field(default_factory=RandomizeConfig)
+
+    def __post_init__(self) -> None:
+        if not self.future_frames or min(self.future_frames) < 1:
+            raise ValueError(f"future_frames must be >= 1, got {self.future_frames}")
+        if self.action_scale <= 0:
+            raise ValueError(f"action_scale must be > 0, got {self.action_scale}")
+
+
+@dataclass
+class PPOConfig:
+    """PPO (rsl-rl-lib) hyper-parameters."""
+
+    steps_per_env: int = 24
+    """rollout length per iteration"""
+    epochs: int = 5
+    """learning epochs per iteration"""
+    mini_batches: int = 4
+    """mini-batches per epoch"""
+    learning_rate: float = 1e-3
+    """initial learning rate (adapted to keep the KL near desired_kl)"""
+    desired_kl: float = 0.01
+    """target KL of the adaptive schedule"""
+    gamma: float = 0.99
+    """discount"""
+    lam: float = 0.95
+    """GAE lambda"""
+    clip: float = 0.2
+    """surrogate clipping"""
+    entropy: float = 0.005
+    """entropy bonus"""
+    init_noise_std: float = 0.5
+    """initial action noise"""
+    actor_hidden: list[int] = field(default_factory=lambda: [512, 256, 128])
+    """actor MLP widths"""
+    critic_hidden: list[int] = field(default_factory=lambda: [512, 256, 128])
+    """critic MLP widths"""
+
+
+@dataclass
+class TrainS0Config:
+    """``humanoid train s0``."""
+
+    env: TrackingEnvConfig = field(default_factory=TrackingEnvConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="s0-train"))
+    iterations: int = 1000
+    """PPO iterations"""
+    out: str = "runs/s0"
+    """checkpoint folder"""
+    save_every: int = 100
+    """iterations between checkpoints"""
+    resume: str = ""
+    """a .safetensors checkpoint to continue from (weights, optimiser, normaliser, iteration)"""
+    seed: int = 0
+    """torch seed"""
+
+
+@dataclass
+class EvalS0Config:
+    """``humanoid eval s0``."""
+
+    env: TrackingEnvConfig = field(default_factory=lambda: TrackingEnvConfig(sim=SimConfig(num_envs=16)))
+    checkpoint: str = "checkpoints/s0/policy.safetensors"
+    """the trained S0 policy"""
+    episodes: int = 0
+    """episodes per clip; 0 = one per world slot rounded to the clip count"""
+    randomize: bool = True
+    """domain randomisation during evaluation"""
