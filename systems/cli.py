@@ -12,10 +12,12 @@ import sys
 from collections.abc import Callable
 
 from infra.config import ConfigError, load_config, to_yaml
+from infra.config.s0 import EvalS0Config, TrainS0Config
 from infra.config.schemas import BenchSimConfig, BodyInfoConfig, MotionConfig, RunConfig
 from infra.gl import ensure_gl_backend
 
-SCHEMAS = {"run": RunConfig, "body-info": BodyInfoConfig, "bench-sim": BenchSimConfig, "motion": MotionConfig}
+SCHEMAS = {"run": RunConfig, "body-info": BodyInfoConfig, "bench-sim": BenchSimConfig, "motion": MotionConfig,
+           "train-s0": TrainS0Config, "eval-s0": EvalS0Config}
 
 
 def _cmd_run(cfg: RunConfig, as_json: bool) -> int:
@@ -94,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
          _lazy("systems.motion_cmd", "motion_show"))
     _add(motion, "render", "kinematic mp4 of one clip (name=..., out=...)", "motion",
          _lazy("systems.motion_cmd", "motion_render"))
+    train = sub.add_parser("train", help="training").add_subparsers(dest="train_command", required=True)
+    _add(train, "s0", "PPO training of the S0 tracking controller", "train-s0", _lazy("systems.train_cmd", "train_s0_cmd"))
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench_command", required=True)
     _add(bench, "sim", "raw single-thread physics vs the batched backend", "bench-sim", _cmd_bench_sim)
     config = sub.add_parser("config", help="configuration").add_subparsers(dest="config_command", required=True)

@@ -60,12 +60,12 @@ class TrackingEnvConfig:
     """The S0 tracking environment (DESIGN §1: S0 tracks whatever reference S1 gives it)."""
 
     body: BodyConfig = field(default_factory=BodyConfig)
-    sim: SimConfig = field(default_factory=lambda: SimConfig(num_envs=64))
+    sim: SimConfig = field(default_factory=lambda: SimConfig(num_envs=128))
     clips: list[str] = field(default_factory=list)
     """library names or clip files (.npz, DeepMimic .txt, .bvh) or folders; [] = the whole procedural library"""
     future_frames: list[int] = field(default_factory=lambda: [1, 5])
     """reference frames ahead (in control steps) shown to the policy"""
-    action_scale: float = 0.25
+    action_scale: float = 0.1
     """rad per unit action; targets = reference joints + action_scale * action"""
     episode_s: float = 10.0
     """time limit of an episode, s (a clip's end also ends it)"""
@@ -103,8 +103,9 @@ class PPOConfig:
     """surrogate clipping"""
     entropy: float = 0.005
     """entropy bonus"""
-    init_noise_std: float = 0.5
-    """initial action noise"""
+    init_noise_std: float = 1.0
+    """initial action noise (in action units: 1.0 * action_scale rad); with 65 action dims a small noise
+    makes the KL of any mean change large and the adaptive learning rate collapse"""
     actor_hidden: list[int] = field(default_factory=lambda: [512, 256, 128])
     """actor MLP widths"""
     critic_hidden: list[int] = field(default_factory=lambda: [512, 256, 128])

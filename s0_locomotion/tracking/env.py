@@ -25,7 +25,14 @@ from s0_locomotion.sim.backend import SimObs
 from s0_locomotion.sim.mujoco_backend import MujocoBackend
 from s0_locomotion.tracking import rewards as R
 from s0_locomotion.tracking.motion_lib import MotionLib
-from s0_locomotion.tracking.rotations import quat_mul, quat_conj, quat_rotate_inverse, quat_to_tan_norm, rotate_z, yaw_of
+from s0_locomotion.tracking.rotations import (
+    quat_conj,
+    quat_mul,
+    quat_rotate_inverse,
+    quat_to_tan_norm,
+    rotate_z,
+    yaw_of,
+)
 
 KEY_BODIES = ("left_foot", "right_foot", "left_hand", "right_hand", "head")
 
