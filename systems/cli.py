@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add(motion, "render", "kinematic mp4 of one clip (name=..., out=...)", "motion",
          _lazy("systems.motion_cmd", "motion_render"))
     train = sub.add_parser("train", help="training").add_subparsers(dest="train_command", required=True)
-    _add(train, "s0", "PPO training of the S0 tracking controller", "train-s0", _lazy("systems.train_cmd", "train_s0_cmd"))
+    _add(train, "s0", "PPO training of the S0 tracking controller", "train-s0",
+         _lazy("systems.train_cmd", "train_s0_cmd"))
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench_command", required=True)
     _add(bench, "sim", "raw single-thread physics vs the batched backend", "bench-sim", _cmd_bench_sim)
     config = sub.add_parser("config", help="configuration").add_subparsers(dest="config_command", required=True)

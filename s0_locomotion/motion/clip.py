@@ -119,7 +119,8 @@ def _validate(clip: MotionClip, where: str) -> None:
         if value.shape != shape:
             raise ClipError(f"{where}: {key} has shape {value.shape}, expected {shape}")
         if not np.isfinite(value).all():
-            raise ClipError(f"{where}: {key} contains NaN/inf (first at frame {int(np.argwhere(~np.isfinite(value))[0, 0])})")
+            frame = int(np.argwhere(~np.isfinite(value))[0, 0])
+            raise ClipError(f"{where}: {key} contains NaN/inf (first at frame {frame})")
     if t < 2:
         raise ClipError(f"{where}: a clip needs at least 2 frames, got {t}")
     if not clip.fps > 0:
@@ -224,7 +225,8 @@ def make_clip(body: Body, name: str, fps: float, root_pos: np.ndarray, root_quat
     return MotionClip(
         name=name, fps=float(fps), joint_names=tuple(body.joint_names), root_pos=root_pos, root_quat=root_quat,
         joint_pos=joint_pos, joint_vel=smooth(np.gradient(joint_pos, dt, axis=0)),
-        root_lin_vel=smooth(np.gradient(root_pos, dt, axis=0)), root_ang_vel=smooth(quat_to_body_ang_vel(root_quat, dt)),
+        root_lin_vel=smooth(np.gradient(root_pos, dt, axis=0)),
+        root_ang_vel=smooth(quat_to_body_ang_vel(root_quat, dt)),
         body_names=kin.body_names, body_pos=kin.body_positions(root_pos, root_quat, joint_pos), source=source,
         meta=dict(meta or {}),
     )

@@ -129,7 +129,8 @@ def train_s0(cfg: TrainS0Config, progress: bool = True, tracker=None) -> dict:
             stats = _iteration(alg, env, cfg.ppo.steps_per_env)
             if tracker is not None:
                 tracker.log_metrics(stats, step=it + 1)
-            bar.set_postfix(reward=f"{stats['episode/reward_per_step']:.3f}", err=f"{stats['episode/body_error_m']:.3f}")
+            bar.set_postfix(reward=f"{stats['episode/reward_per_step']:.3f}",
+                            err=f"{stats['episode/body_error_m']:.3f}")
             if (it + 1) % cfg.save_every == 0 or it + 1 == start + cfg.iterations:
                 save_training(out / "train.safetensors", alg, env, cfg, it + 1)
                 export_policy(out / "policy.safetensors", alg, env, cfg, it + 1, stats)
@@ -161,6 +162,7 @@ def _iteration(alg: PPO, env: TrackingEnv, steps: int) -> dict[str, float]:
     out = {k: float(np.mean(v)) for k, v in logs.items()}
     out |= {f"loss/{k}": float(v) for k, v in losses.items()}
     out |= {"episode/reward_per_step": float(np.mean(rewards)), "episode/done_rate": float(np.mean(dones)),
-            "perf/env_steps_per_s": steps * env.num_envs / total, "perf/collect_s": collect, "perf/update_s": total - collect,
-            "policy/learning_rate": float(alg.learning_rate), "policy/noise_std": float(alg.get_policy().output_std.detach().mean())}
+            "perf/env_steps_per_s": steps * env.num_envs / total, "perf/collect_s": collect,
+            "perf/update_s": total - collect, "policy/learning_rate": float(alg.learning_rate),
+            "policy/noise_std": float(alg.get_policy().output_std.detach().mean())}
     return out
