@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="training").add_subparsers(dest="train_command", required=True)
     _add(train, "s0", "PPO training of the S0 tracking controller", "train-s0",
          _lazy("systems.train_cmd", "train_s0_cmd"))
+    evaluate = sub.add_parser("eval", help="evaluation").add_subparsers(dest="eval_command", required=True)
+    _add(evaluate, "s0", "S0 tracking: success rate, MPJPE, joint errors per clip", "eval-s0",
+         _lazy("systems.train_cmd", "eval_s0_cmd"))
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench_command", required=True)
     _add(bench, "sim", "raw single-thread physics vs the batched backend", "bench-sim", _cmd_bench_sim)
     config = sub.add_parser("config", help="configuration").add_subparsers(dest="config_command", required=True)

@@ -217,8 +217,8 @@ class Body:
         spec.add_sensor(name="com_vel", type=mujoco.mjtSensor.mjSENS_SUBTREELINVEL,
                         objtype=mujoco.mjtObj.mjOBJ_BODY, objname=root.name)
         for body in [b for b in spec.bodies if b.name and b is not spec.worldbody]:
-            spec.add_sensor(name=f"pos_{body.name}", type=mujoco.mjtSensor.mjSENS_FRAMEPOS,
-                            objtype=mujoco.mjtObj.mjOBJ_BODY, objname=body.name)
+            spec.add_sensor(name=f"pos_{body.name}", type=mujoco.mjtSensor.mjSENS_FRAMEPOS,  # XBODY: body frame,
+                            objtype=mujoco.mjtObj.mjOBJ_XBODY, objname=body.name)  # BODY would be its CoM
         for side, body in zip(("left", "right"), self.feet):
             self._add_touch(body, f"{side}_foot_touch")
         for side, body in zip(("left", "right"), self.hands):

@@ -203,6 +203,18 @@ class MujocoBackend(SimBackend):
         self.set_state(rows, ids)
         return self.observe()
 
+    def snapshot(self) -> dict[str, np.ndarray]:
+        """Everything that determines the next step: states, last sensor values and controls."""
+        return {"state": self._state.copy(), "sensordata": self._sensordata.copy(), "ctrl": self._ctrl.copy()}
+
+    def restore(self, snapshot: dict[str, np.ndarray]) -> None:
+        """Undo to a :meth:`snapshot` exactly (sensors are not recomputed, so observations match too)."""
+        for key, target in (("state", self._state), ("sensordata", self._sensordata), ("ctrl", self._ctrl)):
+            value = np.asarray(snapshot[key])
+            if value.shape != target.shape:
+                raise SimError(f"restore: {key} has shape {value.shape}, expected {target.shape}")
+            target[:] = value
+
     def set_qpos_qvel(self, env_ids: np.ndarray, qpos: np.ndarray, qvel: np.ndarray) -> None:
         """Reset worlds to given generalized positions (n, nq) and velocities (n, nv) at time 0."""
         ids = self._ids(env_ids)

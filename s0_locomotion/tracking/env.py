@@ -66,6 +66,7 @@ class TrackingEnv:
         self._root_q, self._root_v = root, model.jnt_dofadr[model.body_jntadr[self.body.root_body_id(model)]]
         self._joint_q = np.array([model.jnt_qposadr[model.joint(j).id] for j in self.body.joint_names])
         self._joint_v = np.array([model.jnt_dofadr[model.joint(j).id] for j in self.body.joint_names])
+        self.auto_reset = True  # training: done worlds restart at once; evaluation turns this off
         self.obs = self.reset_envs(torch.arange(n))
         self._obs_dict = self._observe(self.obs)
 
@@ -96,14 +97,18 @@ class TrackingEnv:
 
     # -- reset -----------------------------------------------------------------------------------
 
-    def reset_envs(self, ids: torch.Tensor) -> SimObs:
-        """Reference state initialisation: a random clip and frame, the body exactly on that frame."""
+    def reset_envs(self, ids: torch.Tensor, clip: torch.Tensor | None = None,
+                   start: torch.Tensor | None = None) -> SimObs:
+        """Reference state initialisation: a random clip and frame (or the given ones), the body exactly
+        on that frame."""
         if len(ids) == 0:
             return self.backend.observe()
         k = len(ids)
         lengths = self.lib.lengths.numpy()
-        clip = torch.from_numpy(self.rng.integers(0, self.lib.num_clips, size=k))
-        start = torch.from_numpy((self.rng.random(k) * (lengths[clip.numpy()] - 2)).astype(np.int64))
+        if clip is None:
+            clip = torch.from_numpy(self.rng.integers(0, self.lib.num_clips, size=k))
+        if start is None:
+            start = torch.from_numpy((self.rng.random(k) * (lengths[clip.numpy()] - 2)).astype(np.int64))
         self.clip[ids], self.t[ids] = clip, start
         self.episode_length_buf[ids] = 0
         ref = self.lib.frame(clip, start)
@@ -138,6 +143,12 @@ class TrackingEnv:
     def get_observations(self) -> TensorDict:
         return self._obs_dict
 
+    def start(self, clip: torch.Tensor, frame: torch.Tensor) -> TensorDict:
+        """Put every world on a given clip and frame (evaluation); returns the observations."""
+        self.obs = self.reset_envs(torch.arange(self.num_envs), clip, frame)
+        self._obs_dict = self._observe(self.obs)
+        return self._obs_dict
+
     def step(self, actions: torch.Tensor) -> tuple[TensorDict, torch.Tensor, torch.Tensor, dict]:
         """actions (N, n_dof) -> observations, rewards (N,), dones (N,), extras (time_outs, log)."""
         actions = actions.detach().clamp(-5.0, 5.0)
@@ -160,8 +171,9 @@ class TrackingEnv:
         extras = {"time_outs": time_out & ~fell,
                   "log": {f"/reward/{k}": v.mean() for k, v in terms.items()}
                   | {"/episode/body_error_m": error.mean(), "/episode/fell": fell.float().mean()}}
+        extras["body_error"], extras["fell"] = error, fell
         ids = torch.nonzero(done).flatten()
-        if len(ids):
+        if len(ids) and self.auto_reset:
             obs = self.reset_envs(ids)
         self.obs = obs
         self._obs_dict = self._observe(obs)

@@ -60,7 +60,8 @@ def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tens
 
 
 def _env_tensors(env: TrackingEnv) -> dict[str, torch.Tensor]:
-    return {"env/state": torch.from_numpy(env.backend.get_state()), "env/clip": env.clip, "env/t": env.t,
+    sim = {f"env/sim/{k}": torch.from_numpy(v) for k, v in env.backend.snapshot().items()}
+    return {**sim, "env/clip": env.clip, "env/t": env.t,
             "env/episode_length": env.episode_length_buf, "env/last_action": env.last_action,
             "env/prev_targets": env.prev_targets, "env/latency": env.latency.to(torch.uint8),
             "env/next_push": env.next_push, "env/variant": torch.from_numpy(env._variant)}
@@ -100,7 +101,7 @@ def restore_training(path: str, alg: PPO, env: TrackingEnv) -> int:
     alg.optimizer.load_state_dict({"state": state, "param_groups": groups})
     alg.learning_rate = ckpt.meta["learning_rate"]
     t = ckpt.tensors
-    env.backend.set_state(t["env/state"].numpy())
+    env.backend.restore({k.removeprefix("env/sim/"): v.numpy() for k, v in t.items() if k.startswith("env/sim/")})
     env.clip, env.t, env.episode_length_buf = t["env/clip"], t["env/t"], t["env/episode_length"]
     env.last_action, env.prev_targets = t["env/last_action"], t["env/prev_targets"]
     env.latency, env.next_push = t["env/latency"].bool(), t["env/next_push"]
