@@ -12,12 +12,12 @@ import sys
 from collections.abc import Callable
 
 from infra.config import ConfigError, load_config, to_yaml
-from infra.config.s0 import EvalS0Config, TrainS0Config
+from infra.config.s0 import BenchS0Config, EvalS0Config, TrainS0Config
 from infra.config.schemas import BenchSimConfig, BodyInfoConfig, MotionConfig, RunConfig
 from infra.gl import ensure_gl_backend
 
 SCHEMAS = {"run": RunConfig, "body-info": BodyInfoConfig, "bench-sim": BenchSimConfig, "motion": MotionConfig,
-           "train-s0": TrainS0Config, "eval-s0": EvalS0Config}
+           "train-s0": TrainS0Config, "eval-s0": EvalS0Config, "bench-s0": BenchS0Config}
 
 
 def _cmd_run(cfg: RunConfig, as_json: bool) -> int:
@@ -104,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
          _lazy("systems.train_cmd", "eval_s0_cmd"))
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench_command", required=True)
     _add(bench, "sim", "raw single-thread physics vs the batched backend", "bench-sim", _cmd_bench_sim)
+    _add(bench, "s0", "S0 training throughput vs the physics ceiling, policy latency", "bench-s0",
+         _lazy("systems.train_cmd", "bench_s0_cmd"))
     config = sub.add_parser("config", help="configuration").add_subparsers(dest="config_command", required=True)
     show = config.add_parser("show", help="print the resolved configuration of a command")
     show.add_argument("target", choices=sorted(SCHEMAS))
@@ -116,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     ensure_gl_backend()  # before anything imports mujoco
+    from infra.checkpoint import CheckpointError
     from s0_locomotion.body import BodyError
     from s0_locomotion.motion.clip import ClipError
     from s0_locomotion.sim.backend import SimError
@@ -126,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         cfg = load_config(SCHEMAS[args.schema], args.overrides, args.preset)
         return args.func(cfg, args.json)
-    except (ConfigError, BodyError, SimError, ClipError) as exc:
+    except (ConfigError, BodyError, SimError, ClipError, CheckpointError) as exc:
         print(f"humanoid: error: {exc}", file=sys.stderr)
         return 2
 

@@ -19,12 +19,16 @@ import torch
 from tqdm import tqdm
 
 from infra.config import to_yaml
+from infra.config.s0 import RandomizeConfig, TrackingEnvConfig
 from infra.config.schemas import RunConfig
 from infra.tracking import Tracker
 from s0_locomotion.body import TRACK_CAMERA, Body
 from s0_locomotion.controllers import StandController
+from s0_locomotion.motion.sources import load_motion
 from s0_locomotion.sim.backend import SimObs
 from s0_locomotion.sim.mujoco_backend import MujocoBackend
+from s0_locomotion.tracking.env import TrackingEnv
+from s0_locomotion.tracking.policy import S0Policy
 
 FALL_HEIGHT_FRACTION = 0.6  # fallen when the root is below this fraction of its standing height
 FALL_TILT_DEG = 60.0  # ... or the trunk is tilted more than this from vertical
@@ -113,7 +117,7 @@ def plot(log: RolloutLog, path: Path) -> None:
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     axes[-1].set_xlabel("simulated time (s)")
-    fig.suptitle("humanoid run: standing controller")
+    fig.suptitle("humanoid run")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -128,7 +132,8 @@ def run(cfg: RunConfig, progress: bool = True) -> dict:
     (out / "config.yaml").write_text(to_yaml(cfg))
     body = Body(cfg.body)
     with contextlib.ExitStack() as stack:
-        backend = MujocoBackend(body, cfg.sim, cfg.scene, offscreen=(cfg.video.width, cfg.video.height))
+        stepper = (TrackStepper if cfg.controller == "s0" else StandStepper)(cfg, body)
+        backend = stepper.backend
         stack.callback(backend.close)
         tracker = None
         if cfg.tracking.enabled:
@@ -140,7 +145,7 @@ def run(cfg: RunConfig, progress: bool = True) -> dict:
             writer = imageio.get_writer(out / "rollout.mp4", fps=1.0 / (frame_every * backend.ctrl_dt),
                                         macro_block_size=8)
             stack.callback(writer.close)
-        log, pushes, wall = _loop(cfg, body, backend, tracker, writer, frame_every, progress)
+        log, pushes, wall = _loop(cfg, stepper, tracker, writer, frame_every, progress)
         if writer is not None:
             writer.close()
         result = summarize(log, body, cfg, wall, pushes)
@@ -156,20 +161,58 @@ def run(cfg: RunConfig, progress: bool = True) -> dict:
         return result
 
 
-def _loop(cfg: RunConfig, body: Body, backend: MujocoBackend, tracker: Tracker | None, writer,
-          frame_every: int, progress: bool) -> tuple[RolloutLog, int, float]:
+class StandStepper:
+    """The standing PD controller on the scene: targets = default pose."""
+
+    def __init__(self, cfg: RunConfig, body: Body) -> None:
+        self.backend = MujocoBackend(body, cfg.sim, cfg.scene, offscreen=(cfg.video.width, cfg.video.height))
+        self.controller = StandController(body, cfg.sim.num_envs)
+
+    def reset(self) -> SimObs:
+        self.controller.reset()
+        return self.backend.reset()
+
+    def step(self, obs: SimObs) -> tuple[SimObs, torch.Tensor]:
+        targets = self.controller.act(obs)
+        return self.backend.step(targets), targets
+
+
+class TrackStepper:
+    """The trained S0 controller tracking ``cfg.motion`` from its first frame (held at its last frame)."""
+
+    def __init__(self, cfg: RunConfig, body: Body) -> None:
+        self.policy = S0Policy(cfg.checkpoint)
+        trained = self.policy.meta["config"]
+        env_cfg = TrackingEnvConfig(body=cfg.body, sim=cfg.sim, future_frames=list(trained["future_frames"]),
+                                    action_scale=self.policy.action_scale, episode_s=cfg.seconds + 1.0,
+                                    randomize=RandomizeConfig(enabled=False))
+        clip = load_motion(cfg.motion, body)
+        self.env = TrackingEnv(env_cfg, [clip], body, scene=cfg.scene, offscreen=(cfg.video.width, cfg.video.height))
+        self.env.auto_reset = False
+        self.backend = self.env.backend
+
+    def reset(self) -> SimObs:
+        n = self.env.num_envs
+        self.obs = self.env.start(torch.zeros(n, dtype=torch.long), torch.zeros(n, dtype=torch.long))
+        return self.env.obs
+
+    def step(self, obs: SimObs) -> tuple[SimObs, torch.Tensor]:
+        self.obs, *_ = self.env.step(self.policy.act(self.obs["policy"]))
+        return self.env.obs, self.env.prev_targets
+
+
+def _loop(cfg: RunConfig, stepper, tracker: Tracker | None, writer, frame_every: int,
+          progress: bool) -> tuple[RolloutLog, int, float]:
     """act -> push -> step -> record -> log -> frame, for ``cfg.seconds`` of simulated time."""
-    controller = StandController(body, cfg.sim.num_envs)
+    backend = stepper.backend
     pusher = Pusher(cfg.push, cfg.sim.num_envs, np.random.default_rng(cfg.sim.seed + 1))
     log = RolloutLog()
-    obs = backend.reset()
-    controller.reset()
+    obs = stepper.reset()
     steps = int(round(cfg.seconds / backend.ctrl_dt))
     start = time.perf_counter()
     for step in tqdm(range(steps), desc="rollout", unit="step", disable=not progress, mininterval=1.0):
-        targets = controller.act(obs)
         pusher(backend, float(obs.time[0]))
-        obs = backend.step(targets)
+        obs, targets = stepper.step(obs)
         metrics = log.record(obs, targets)
         if tracker:
             tracker.log_metrics(metrics, step=step)

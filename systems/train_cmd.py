@@ -38,3 +38,11 @@ def eval_s0_cmd(cfg, as_json: bool) -> int:
             print(f"{name:<24} {r['success_rate']:>8.3f} {r['mpjpe_mm']:>9.1f} {r['joint_error_rad']:>9.4f} "
                   f"{r['hand_joint_error_rad']:>9.4f} {r['root_drift_m']:>8.3f}")
     return 0
+
+
+def bench_s0_cmd(cfg, as_json: bool) -> int:
+    from systems.bench_s0 import bench_s0
+
+    result = bench_s0(cfg)
+    print(json.dumps(result) if as_json else "\n".join(f"{k:<28} {v}" for k, v in result.items()))
+    return 0

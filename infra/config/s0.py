@@ -92,7 +92,9 @@ class PPOConfig:
     mini_batches: int = 4
     """mini-batches per epoch"""
     learning_rate: float = 1e-3
-    """initial learning rate (adapted to keep the KL near desired_kl)"""
+    """initial learning rate (adapted to keep the KL near desired_kl when schedule=adaptive)"""
+    schedule: str = "adaptive"
+    """adaptive (KL-controlled learning rate, rsl-rl's default) or fixed"""
     desired_kl: float = 0.01
     """target KL of the adaptive schedule"""
     gamma: float = 0.99
@@ -142,3 +144,14 @@ class EvalS0Config:
     """episodes per clip; 0 = one per world slot rounded to the clip count"""
     randomize: bool = True
     """domain randomisation during evaluation"""
+
+
+@dataclass
+class BenchS0Config:
+    """``humanoid bench s0``: training throughput against the physics ceiling, policy latency."""
+
+    train: TrainS0Config = field(default_factory=TrainS0Config)
+    iterations: int = 5
+    """PPO iterations timed (after one warm-up iteration)"""
+    latency_calls: int = 2000
+    """single-observation policy calls timed"""

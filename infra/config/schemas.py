@@ -273,12 +273,20 @@ class RunConfig:
     tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="humanoid-run"))
     seconds: float = 10.0
     """simulated duration, s"""
+    controller: str = "stand"
+    """stand: PD on the default pose; s0: the trained S0 controller tracking ``motion``"""
+    motion: str = "wave_right"
+    """with controller=s0: the reference (library name or clip file) to track from its first frame"""
+    checkpoint: str = "checkpoints/s0/policy.safetensors"
+    """with controller=s0: the S0 policy"""
     out_dir: str = "runs"
     """folder for the run's files (a sub-folder per run)"""
 
     def __post_init__(self) -> None:
         if self.seconds <= 0:
             raise ValueError(f"seconds must be > 0, got {self.seconds}")
+        if self.controller not in ("stand", "s0"):
+            raise ValueError(f"controller must be stand or s0, got {self.controller!r}")
 
 
 @dataclass

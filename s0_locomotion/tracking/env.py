@@ -40,10 +40,11 @@ KEY_BODIES = ("left_foot", "right_foot", "left_hand", "right_hand", "head")
 class TrackingEnv:
     """N worlds tracking reference clips. Shapes: (num_envs, ...). Rate: S0's control rate (ctrl_dt)."""
 
-    def __init__(self, cfg: TrackingEnvConfig, clips: list[MotionClip], body: Body | None = None) -> None:
+    def __init__(self, cfg: TrackingEnvConfig, clips: list[MotionClip], body: Body | None = None,
+                 scene: SceneConfig | None = None, offscreen: tuple[int, int] = (640, 480)) -> None:
         self.cfg = cfg
         self.body = body or Body(cfg.body)
-        self.backend = MujocoBackend(self.body, cfg.sim, SceneConfig(objects=[]))
+        self.backend = MujocoBackend(self.body, cfg.sim, scene or SceneConfig(objects=[]), offscreen=offscreen)
         self.num_envs, self.num_actions = cfg.sim.num_envs, self.body.n_dof
         self.device = torch.device("cpu")
         self.lib = MotionLib(clips, self.body, self.backend.body_names, self.backend.ctrl_dt)

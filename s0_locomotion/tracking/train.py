@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def rsl_config(ppo: PPOConfig) -> dict:
         "algorithm": {"class_name": "PPO", "num_learning_epochs": ppo.epochs, "num_mini_batches": ppo.mini_batches,
                       "clip_param": ppo.clip, "gamma": ppo.gamma, "lam": ppo.lam, "value_loss_coef": 1.0,
                       "entropy_coef": ppo.entropy, "learning_rate": ppo.learning_rate, "max_grad_norm": 1.0,
-                      "use_clipped_value_loss": True, "schedule": "adaptive", "desired_kl": ppo.desired_kl},
+                      "use_clipped_value_loss": True, "schedule": ppo.schedule, "desired_kl": ppo.desired_kl},
         "actor": {"class_name": "MLPModel", "hidden_dims": list(ppo.actor_hidden), "activation": "elu",
                   "obs_normalization": True,
                   "distribution_cfg": {"class_name": "GaussianDistribution", "init_std": ppo.init_noise_std}},
@@ -45,6 +46,12 @@ def rsl_config(ppo: PPOConfig) -> dict:
         "num_steps_per_env": ppo.steps_per_env,
         "multi_gpu": None,
     }
+
+
+def build_ppo(env: TrackingEnv, ppo: PPOConfig) -> PPO:
+    """rsl-rl's PPO with our models; its construction printout goes to stderr, keeping stdout for JSON."""
+    with contextlib.redirect_stdout(sys.stderr):
+        return PPO.construct_algorithm(env.get_observations(), env, rsl_config(ppo), "cpu")
 
 
 def make_env(cfg: TrainS0Config) -> TrackingEnv:
@@ -120,7 +127,7 @@ def train_s0(cfg: TrainS0Config, progress: bool = True, tracker=None) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     env = make_env(cfg)
-    alg = PPO.construct_algorithm(env.get_observations(), env, rsl_config(cfg.ppo), "cpu")
+    alg = build_ppo(env, cfg.ppo)
     start = restore_training(cfg.resume, alg, env) if cfg.resume else 0
     stats: dict = {}
     with contextlib.ExitStack() as stack:

@@ -97,3 +97,27 @@ def test_motion_list_show_and_render(tmp_path):
     assert len(frames) == json.loads(out.stdout)["frames"] == 34 and frames[0].shape == (64, 96, 3)
     out = humanoid("motion", "show", "name=walk_sideways", cwd=tmp_path)
     assert out.returncode == 2 and "unknown motion 'walk_sideways'" in out.stderr
+
+
+def test_eval_s0_reports_the_phc_metrics(tmp_path):
+    # checkpoint=none: zero residual, the PD tracks the reference joints on its own; a still stand succeeds.
+    out = humanoid("eval", "s0", "--json", "checkpoint=none", "env.clips=[stand, hands_point]", "randomize=false",
+                   "episodes=1", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert set(r) >= {"success_rate", "mpjpe_mm", "joint_error_rad", "hand_joint_error_rad", "root_drift_m",
+                      "episodes", "per_clip"}
+    assert r["episodes"] == 2 and set(r["per_clip"]) == {"stand", "hands_point"}
+    assert r["per_clip"]["stand"]["success_rate"] == 1.0 and r["per_clip"]["stand"]["mpjpe_mm"] < 40
+    assert r["per_clip"]["hands_point"]["hand_joint_error_rad"] > r["per_clip"]["stand"]["hand_joint_error_rad"]
+    out = humanoid("eval", "s0", "checkpoint=nope.safetensors", cwd=tmp_path)
+    assert out.returncode == 2 and "nope.safetensors" in out.stderr
+
+
+def test_bench_s0_reports_ratio_in_one_run(tmp_path):
+    out = humanoid("bench", "s0", "--json", "train.env.sim.num_envs=4", "train.ppo.steps_per_env=4", "iterations=1",
+                   "latency_calls=50", "train.env.clips=[stand]", "train.ppo.actor_hidden=[32]", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert r["ratio"] == pytest.approx(r["train_env_steps_per_s"] / r["physics_env_steps_per_s"], rel=1e-2)
+    assert 0 < r["policy_latency_ms_p50"] <= r["policy_latency_ms_p99"]
