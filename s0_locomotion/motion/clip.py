@@ -20,6 +20,7 @@ every loader and generator only produces root trajectory and joint angles.
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,9 +140,8 @@ class Kinematics:
         self.joint_adr = np.array([self.model.jnt_qposadr[self.model.joint(n).id] for n in body.joint_names])
         self.body_names = tuple(self.model.body(i).name for i in range(1, self.model.nbody))
 
-    def body_positions(self, root_pos: np.ndarray, root_quat: np.ndarray, joint_pos: np.ndarray) -> np.ndarray:
-        """(T, 3), (T, 4), (T, n_dof) -> (T, B, 3) world body positions (B = all bodies but the world)."""
-        out = np.empty((len(root_pos), self.model.nbody - 1, 3))
+    def poses(self, root_pos: np.ndarray, root_quat: np.ndarray, joint_pos: np.ndarray) -> Iterator[mujoco.MjData]:
+        """For each frame, the data with that pose and ``mj_kinematics`` done (the same object every time)."""
         qpos = self.model.qpos0.copy()
         for i in range(len(root_pos)):
             qpos[self.root_adr:self.root_adr + 3] = root_pos[i]
@@ -149,8 +149,20 @@ class Kinematics:
             qpos[self.joint_adr] = joint_pos[i]
             self.data.qpos[:] = qpos
             mujoco.mj_kinematics(self.model, self.data)
-            out[i] = self.data.xpos[1:]
-        return out
+            yield self.data
+
+    def body_positions(self, root_pos: np.ndarray, root_quat: np.ndarray, joint_pos: np.ndarray) -> np.ndarray:
+        """(T, 3), (T, 4), (T, n_dof) -> (T, B, 3) world body positions (B = all bodies but the world)."""
+        return np.stack([d.xpos[1:].copy() for d in self.poses(root_pos, root_quat, joint_pos)])
+
+    def com_positions(self, root_pos: np.ndarray, root_quat: np.ndarray, joint_pos: np.ndarray) -> np.ndarray:
+        """(T, 3) whole-body centre of mass, world, m."""
+        root = self.body.root_body_id(self.model)
+        out = []
+        for d in self.poses(root_pos, root_quat, joint_pos):
+            mujoco.mj_comPos(self.model, d)
+            out.append(d.subtree_com[root].copy())
+        return np.stack(out)
 
     def geom_lowest_z(self, root_pos: np.ndarray, root_quat: np.ndarray, joint_pos: np.ndarray,
                       bodies: tuple[str, ...]) -> np.ndarray:
@@ -158,16 +170,11 @@ class Kinematics:
         ids = [self.model.body(b).id for b in bodies]
         geoms = [g for g in range(self.model.ngeom) if self.model.geom_bodyid[g] in ids]
         out = np.empty(len(root_pos))
-        qpos = self.model.qpos0.copy()
-        for i in range(len(root_pos)):
-            qpos[self.root_adr:self.root_adr + 3] = root_pos[i]
-            qpos[self.root_adr + 3:self.root_adr + 7] = root_quat[i]
-            qpos[self.joint_adr] = joint_pos[i]
-            self.data.qpos[:] = qpos
-            mujoco.mj_kinematics(self.model, self.data)
-            z = [self.data.geom_xpos[g, 2] + self.data.geom_xmat[g].reshape(3, 3)[2] @ self.model.geom_aabb[g, :3]
-                 - np.abs(self.data.geom_xmat[g].reshape(3, 3)[2]) @ self.model.geom_aabb[g, 3:] for g in geoms]
-            out[i] = min(z)
+        for i, d in enumerate(self.poses(root_pos, root_quat, joint_pos)):
+            rows = d.geom_xmat[geoms].reshape(-1, 3, 3)[:, 2]  # (G, 3) world z of each geom axis
+            aabb = self.model.geom_aabb[geoms]
+            low = d.geom_xpos[geoms, 2] + np.sum(rows * aabb[:, :3], 1) - np.sum(np.abs(rows) * aabb[:, 3:], 1)
+            out[i] = low.min()
         return out
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import mujoco
 import numpy as np
 import torch
 
@@ -41,7 +40,8 @@ class MotionLib:
         self.root_lin_vel = pad([c.root_lin_vel for c in clips])
         self.root_ang_vel = pad([c.root_ang_vel for c in clips])
         self.body_pos = pad([c.body_pos[:, order] for c in clips])
-        self.com_vel = pad([np.gradient(_com(kin, c), c.dt, axis=0) for c in clips])
+        self.com_vel = pad([np.gradient(kin.com_positions(c.root_pos, c.root_quat, c.joint_pos), c.dt, axis=0)
+                            for c in clips])
 
     @property
     def num_clips(self) -> int:
@@ -53,18 +53,3 @@ class MotionLib:
         return {k: getattr(self, k)[clip, t] for k in ("joint_pos", "joint_vel", "root_pos", "root_quat",
                                                         "root_lin_vel", "root_ang_vel", "body_pos", "com_vel")}
 
-
-def _com(kin: Kinematics, clip: MotionClip) -> np.ndarray:
-    """(T, 3) whole-body centre of mass of a clip by forward kinematics."""
-    out = np.empty((clip.num_frames, 3))
-    qpos = kin.model.qpos0.copy()
-    root = kin.body.root_body_id(kin.model)
-    for i in range(clip.num_frames):
-        qpos[kin.root_adr:kin.root_adr + 3] = clip.root_pos[i]
-        qpos[kin.root_adr + 3:kin.root_adr + 7] = clip.root_quat[i]
-        qpos[kin.joint_adr] = clip.joint_pos[i]
-        kin.data.qpos[:] = qpos
-        mujoco.mj_kinematics(kin.model, kin.data)
-        mujoco.mj_comPos(kin.model, kin.data)
-        out[i] = kin.data.subtree_com[root]
-    return out
