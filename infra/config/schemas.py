@@ -273,8 +273,8 @@ class RunConfig:
     tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="humanoid-run"))
     seconds: float = 10.0
     """simulated duration, s"""
-    controller: str = "stand"
-    """stand: PD on the default pose; s0: the trained S0 controller tracking ``motion``"""
+    controller: str = "s0"
+    """s0: the trained S0 controller tracking ``motion``; stand: PD on the default pose"""
     motion: str = "wave_right"
     """with controller=s0: the reference (library name or clip file) to track from its first frame"""
     checkpoint: str = "checkpoints/s0/policy.safetensors"

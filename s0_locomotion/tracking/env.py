@@ -129,7 +129,7 @@ class TrackingEnv:
     def put_on_reference(self, ids: torch.Tensor, ref: dict[str, torch.Tensor]) -> None:
         """Set worlds exactly to reference frames: root pose and velocity, joint positions and velocities."""
         model = self.backend.model
-        qpos = np.tile(self.body.qpos0(model), (len(ids), 1))
+        qpos = self.backend.qpos()[ids.numpy()]  # keeps the scene's objects where they are
         qvel = np.zeros((len(ids), model.nv))
         qpos[:, self._root_q:self._root_q + 3] = ref["root_pos"].numpy()
         qpos[:, self._root_q + 3:self._root_q + 7] = ref["root_quat"].numpy()

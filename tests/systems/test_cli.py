@@ -41,7 +41,7 @@ def test_missing_mjcf_exits_2_naming_the_path(tmp_path):
 
 def test_run_writes_video_metrics_and_mlflow_run(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    out = humanoid("run", "--json", "seconds=1.0", "push.enabled=true", "push.interval_s=[0.3,0.5]",
+    out = humanoid("run", "--json", "controller=stand", "seconds=1.0", "push.enabled=true", "push.interval_s=[0.3,0.5]",
                    "video.width=160", "video.height=120", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri})
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
@@ -121,3 +121,15 @@ def test_bench_s0_reports_ratio_in_one_run(tmp_path):
     r = json.loads(out.stdout)
     assert r["ratio"] == pytest.approx(r["train_env_steps_per_s"] / r["physics_env_steps_per_s"], rel=1e-2)
     assert 0 < r["policy_latency_ms_p50"] <= r["policy_latency_ms_p99"]
+
+
+def test_main_job_runs_the_committed_s0_checkpoint(tmp_path):
+    """The default main job: the trained S0 (checkpoints/s0) tracks a wave in the scene without falling."""
+    ckpt = REPO / "checkpoints" / "s0" / "policy.safetensors"
+    out = humanoid("run", "--json", f"checkpoint={ckpt}", "seconds=3", "video.enabled=false", "tracking.enabled=false",
+                   cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["success"] and result["max_tilt_deg"] < 20
+    out = humanoid("run", "checkpoint=missing.safetensors", "seconds=1", cwd=tmp_path)
+    assert out.returncode == 2 and "missing.safetensors" in out.stderr

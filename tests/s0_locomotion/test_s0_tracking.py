@@ -134,3 +134,15 @@ def test_short_training_improves_the_mean_reward(tmp_path):
     # The first iterations start every world fresh on the reference (RSI), which scores high; compare
     # from iteration 5 on, once episode ages have mixed.
     assert np.mean(rewards[-5:]) > np.mean(rewards[5:10]) + 0.01, rewards
+
+
+def test_reference_initialisation_keeps_scene_objects_in_place(body):
+    from infra.config.schemas import SceneConfig
+
+    cfg = TrackingEnvConfig(sim=SimConfig(num_envs=2, seed=4))
+    env = TrackingEnv(cfg, [build_clip(body, "stand")], body, scene=SceneConfig())
+    objects = env.backend.qpos()[:, 7 + body.n_dof:].copy()
+    assert np.linalg.norm(objects[:, :2], axis=1).min() > 1.0  # laid out around the robot
+    env.start(torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long))
+    np.testing.assert_array_equal(env.backend.qpos()[:, 7 + body.n_dof:], objects)
+    env.close()
