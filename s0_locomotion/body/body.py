@@ -216,14 +216,30 @@ class Body:
                         objname=root.name)
         spec.add_sensor(name="com_vel", type=mujoco.mjtSensor.mjSENS_SUBTREELINVEL,
                         objtype=mujoco.mjtObj.mjOBJ_BODY, objname=root.name)
-        for body in [b for b in spec.bodies if b.name and b is not spec.worldbody]:
-            spec.add_sensor(name=f"pos_{body.name}", type=mujoco.mjtSensor.mjSENS_FRAMEPOS,  # XBODY: body frame,
-                            objtype=mujoco.mjtObj.mjOBJ_XBODY, objname=body.name)  # BODY would be its CoM
+        for name in self.tracked_bodies():
+            spec.add_sensor(name=f"pos_{name}", type=mujoco.mjtSensor.mjSENS_FRAMEPOS,  # XBODY: body frame,
+                            objtype=mujoco.mjtObj.mjOBJ_XBODY, objname=name)  # BODY would be its CoM
         for side, body in zip(("left", "right"), self.feet):
             self._add_touch(body, f"{side}_foot_touch")
         for side, body in zip(("left", "right"), self.hands):
             self._add_touch(body, f"{side}_hand_touch")
         self._add_cameras()
+
+    def tracked_bodies(self) -> list[str]:
+        """Bodies whose positions are sensed and scored (MPJPE, end effectors): every body except finger
+        segments (bodies moved only by hand-group joints), i.e. the skeleton's major joints, hands included.
+        Finger segments would triple the sensor count and cost batched throughput; finger tracking is scored
+        by joint angle (``hand_joint_error_rad``)."""
+        hand_joints = {j.name for j in self.joints if j.group.endswith("hand")}
+        out = []
+        for body in self._spec.bodies:
+            if not body.name or body is self._spec.worldbody:
+                continue
+            joints = [j.name for j in body.joints]
+            if joints and all(j in hand_joints for j in joints) and body.name not in self.hands:
+                continue
+            out.append(body.name)
+        return out
 
     def _add_touch(self, body_name: str, sensor: str) -> None:
         """A box site around the body's collision geoms (from their compiled AABBs) + a touch sensor."""
