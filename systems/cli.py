@@ -27,7 +27,8 @@ def _cmd_run(cfg: RunConfig, as_json: bool) -> int:
     if as_json:
         print(json.dumps(result))
     else:
-        status = "stood" if result["success"] else "FELL"
+        what = f"S0 tracked {cfg.motion}" if cfg.controller == "s0" else "stood under PD"
+        status = what if result["success"] else f"FELL ({what} attempted)"
         print(f"{status} for {result['seconds']} s ({result['num_envs']} world(s), {result['pushes']} pushes); "
               f"min root height {result['min_root_height_m']} m, max tilt {result['max_tilt_deg']} deg, "
               f"real-time factor {result['realtime_factor']}")
