@@ -99,14 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
          _lazy("systems.motion_cmd", "motion_render"))
     train = sub.add_parser("train", help="training").add_subparsers(dest="train_command", required=True)
     _add(train, "s0", "PPO training of the S0 tracking controller", "train-s0",
-         _lazy("systems.train_cmd", "train_s0_cmd"))
+         _lazy("systems.s0_cmd", "train_s0_cmd"))
     evaluate = sub.add_parser("eval", help="evaluation").add_subparsers(dest="eval_command", required=True)
     _add(evaluate, "s0", "S0 tracking: success rate, MPJPE, joint errors per clip", "eval-s0",
-         _lazy("systems.train_cmd", "eval_s0_cmd"))
+         _lazy("systems.s0_cmd", "eval_s0_cmd"))
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench_command", required=True)
     _add(bench, "sim", "raw single-thread physics vs the batched backend", "bench-sim", _cmd_bench_sim)
     _add(bench, "s0", "S0 training throughput vs the physics ceiling, policy latency", "bench-s0",
-         _lazy("systems.train_cmd", "bench_s0_cmd"))
+         _lazy("systems.s0_cmd", "bench_s0_cmd"))
     config = sub.add_parser("config", help="configuration").add_subparsers(dest="config_command", required=True)
     show = config.add_parser("show", help="print the resolved configuration of a command")
     show.add_argument("target", choices=sorted(SCHEMAS))

@@ -71,10 +71,6 @@ class TrackingEnv:
         self.obs = self.reset_envs(torch.arange(n))
         self._obs_dict = self._observe(self.obs)
 
-    @property
-    def cfg_dict(self) -> dict:
-        return {}
-
     # -- randomisation ---------------------------------------------------------------------------
 
     def _make_variants(self) -> list:

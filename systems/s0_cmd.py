@@ -1,4 +1,4 @@
-"""``humanoid train s0``: PPO training of the S0 tracking controller, tracked in MLflow."""
+"""``humanoid train s0``, ``eval s0`` and ``bench s0``: the S0 commands."""
 
 from __future__ import annotations
 
