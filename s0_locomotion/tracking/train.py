@@ -19,7 +19,7 @@ import torch
 from rsl_rl.algorithms import PPO
 from tqdm import tqdm
 
-from infra.checkpoint import flatten_state, load_checkpoint, save_checkpoint, unflatten_state
+from infra.checkpoint import check_config_matches, flatten_state, load_checkpoint, save_checkpoint, unflatten_state
 from infra.config import to_dict
 from infra.config.s0 import PPOConfig, TrainS0Config
 from s0_locomotion.body import Body
@@ -94,8 +94,11 @@ def export_policy(path: Path, alg: PPO, env: TrackingEnv, cfg: TrainS0Config, it
     return save_checkpoint(path, flatten_state("actor", alg.actor.state_dict()), meta, kind=POLICY_KIND)
 
 
-def restore_training(path: str, alg: PPO, env: TrackingEnv) -> int:
+def restore_training(path: str, alg: PPO, env: TrackingEnv, cfg: TrainS0Config) -> int:
     ckpt = load_checkpoint(path, kind=TRAIN_KIND)
+    keys = ["env.future_frames", "env.action_scale", "env.sim.num_envs", "env.sim.sim_dt", "env.sim.ctrl_dt",
+            "env.clips", "ppo.actor_hidden", "ppo.critic_hidden", "ppo.steps_per_env"]
+    check_config_matches(ckpt.meta["config"], to_dict(cfg), keys)  # names every mismatching key
     alg.actor.load_state_dict(unflatten_state("actor", ckpt.tensors))
     alg.critic.load_state_dict(unflatten_state("critic", ckpt.tensors))
     om = ckpt.meta["optimizer"]
@@ -128,7 +131,7 @@ def train_s0(cfg: TrainS0Config, progress: bool = True, tracker=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     env = make_env(cfg)
     alg = build_ppo(env, cfg.ppo)
-    start = restore_training(cfg.resume, alg, env) if cfg.resume else 0
+    start = restore_training(cfg.resume, alg, env, cfg) if cfg.resume else 0
     stats: dict = {}
     with contextlib.ExitStack() as stack:
         stack.callback(env.close)

@@ -146,3 +146,13 @@ def test_reference_initialisation_keeps_scene_objects_in_place(body):
     env.start(torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long))
     np.testing.assert_array_equal(env.backend.qpos()[:, 7 + body.n_dof:], objects)
     env.close()
+
+
+def test_resume_with_a_different_config_names_the_mismatch(tmp_path):
+    from infra.checkpoint import CheckpointError
+    from s0_locomotion.tracking.train import train_s0
+
+    train_s0(_train_cfg(tmp_path, iterations=1), progress=False)
+    cfg = _train_cfg(tmp_path, iterations=1, resume=tmp_path / "train.safetensors", **{"ppo.actor_hidden": "[32]"})
+    with pytest.raises(CheckpointError, match=r"ppo.actor_hidden: saved \[64, 64\], current \[32\]"):
+        train_s0(cfg, progress=False)
