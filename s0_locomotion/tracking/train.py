@@ -25,6 +25,7 @@ from infra.config.s0 import PPOConfig, TrainS0Config
 from s0_locomotion.body import Body
 from s0_locomotion.motion.library import clip_names
 from s0_locomotion.motion.sources import load_motions
+from s0_locomotion.sim.backend import SimError
 from s0_locomotion.tracking.env import TrackingEnv
 
 TRAIN_KIND, POLICY_KIND = "s0-train", "s0-policy"
@@ -111,7 +112,14 @@ def restore_training(path: str, alg: PPO, env: TrackingEnv, cfg: TrainS0Config) 
     alg.optimizer.load_state_dict({"state": state, "param_groups": groups})
     alg.learning_rate = ckpt.meta["learning_rate"]
     t = ckpt.tensors
-    env.backend.restore({k.removeprefix("env/sim/"): v.numpy() for k, v in t.items() if k.startswith("env/sim/")})
+    snapshot = {k.removeprefix("env/sim/"): v.numpy() for k, v in t.items() if k.startswith("env/sim/")}
+    try:
+        env.backend.restore(snapshot)
+    except SimError as exc:  # the body's instrumentation changed since: policy and optimiser still resume
+        print(f"resume: worlds restart from reference states, the saved simulation state does not fit ({exc})",
+              file=sys.stderr)
+        torch.set_rng_state(t["rng/torch"])
+        return int(ckpt.meta["iteration"])
     env.clip, env.t, env.episode_length_buf = t["env/clip"], t["env/t"], t["env/episode_length"]
     env.last_action, env.prev_targets = t["env/last_action"], t["env/prev_targets"]
     env.latency, env.next_push = t["env/latency"].bool(), t["env/next_push"]
