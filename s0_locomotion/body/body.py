@@ -10,7 +10,8 @@ and instruments it the same way for every humanoid:
   (m/s², body frame, includes gravity), ``imu_quat`` (world orientation, wxyz) and ``imu_vel``
   (m/s, body frame);
 * ``com_pos`` / ``com_vel``: whole-body centre of mass (m) and its velocity (m/s), world frame;
-* ``pos_<body>``: world position of every body (m), for tracking rewards and errors without FK;
+* ``pos_<body>``: world position (m) of every tracked body (all but finger segments, see
+  :meth:`Body.tracked_bodies`), for tracking rewards and errors without FK;
 * touch sensors ``left_foot_touch`` / ``right_foot_touch`` (N, normal force summed over the sole),
   on box sites fitted around each foot's collision geometry (and ``*_hand_touch`` when hands are known);
 * a head camera ``head_cam`` (RGB, for S1/S2) and a third-person camera ``track_cam`` that follows the
