@@ -64,13 +64,10 @@ def motion_render(cfg: MotionConfig, as_json: bool) -> int:
     clip = load_motion(cfg.name, body)
     scene = Scene.build(body, SceneConfig(objects=[]), SimConfig(), offscreen=(cfg.width, cfg.height))
     model = scene.model
-    root = model.jnt_qposadr[model.body_jntadr[body.root_body_id(model)]]
-    joints = np.array([model.jnt_qposadr[model.joint(n).id] for n in body.joint_names])
     step = max(1, int(round(clip.fps / cfg.fps)))
     frames = np.arange(0, clip.num_frames, step)
     qpos = np.tile(model.qpos0, (len(frames), 1))
-    qpos[:, root:root + 3], qpos[:, root + 3:root + 7] = clip.root_pos[frames], clip.root_quat[frames]
-    qpos[:, joints] = clip.joint_pos[frames]
+    body.layout(model).write_pose(qpos, clip.root_pos[frames], clip.root_quat[frames], clip.joint_pos[frames])
     out = Path(cfg.out or f"{clip.name}.mp4")
     renderer = CameraRenderer(model, fast=False)
     with imageio.get_writer(out, fps=clip.fps / step, macro_block_size=8) as writer:

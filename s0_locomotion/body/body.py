@@ -56,6 +56,24 @@ class JointInfo:
     damping: float
 
 
+@dataclass(frozen=True)
+class QposLayout:
+    """Where the body's floating base and joints sit in a compiled model's qpos and qvel (a scene adds
+    objects after them). Free joint: qpos = position (3, world) + quaternion (4, wxyz); qvel = linear
+    velocity (3, world) + angular velocity (3, body frame)."""
+
+    root_q: int
+    root_v: int
+    joint_q: np.ndarray  # (n_dof,) qpos addresses in joint order
+    joint_v: np.ndarray  # (n_dof,) qvel addresses in joint order
+
+    def write_pose(self, qpos: np.ndarray, root_pos, root_quat, joint_pos) -> None:
+        """Write root position (..., 3), quaternion (..., 4) and joints (..., n_dof) into qpos (..., nq)."""
+        qpos[..., self.root_q:self.root_q + 3] = root_pos
+        qpos[..., self.root_q + 3:self.root_q + 7] = root_quat
+        qpos[..., self.joint_q] = joint_pos
+
+
 def resolve_mjcf_path(mjcf: str) -> Path:
     """Resolve ``body.mjcf``: a file path, or ``menagerie:<robot>/<file>.xml`` under $MENAGERIE_ROOT."""
     if mjcf.startswith("menagerie:"):
@@ -338,14 +356,18 @@ class Body:
         """A fresh copy of the instrumented spec, to add a scene to and compile."""
         return self._spec.copy()
 
+    def layout(self, model: mujoco.MjModel) -> QposLayout:
+        """The body's qpos/qvel addresses in ``model`` (the body alone or a scene built on it)."""
+        root = model.body_jntadr[self.root_body_id(model)]
+        ids = [model.joint(name).id for name in self.joint_names]
+        return QposLayout(int(model.jnt_qposadr[root]), int(model.jnt_dofadr[root]),
+                          model.jnt_qposadr[ids].copy(), model.jnt_dofadr[ids].copy())
+
     def qpos0(self, model: mujoco.MjModel, root_height: float | None = None) -> np.ndarray:
         """(nq,) qpos of ``model`` with the body standing at its default pose at the origin."""
         qpos = model.qpos0.copy()
-        adr = model.jnt_qposadr[model.body_jntadr[self.root_body_id(model)]]
         height = self.root_height if root_height is None else root_height
-        qpos[adr:adr + 7] = [0.0, 0.0, height, 1.0, 0.0, 0.0, 0.0]
-        for info, value in zip(self.joints, self.default_pose):
-            qpos[model.jnt_qposadr[model.joint(info.name).id]] = value
+        self.layout(model).write_pose(qpos, [0.0, 0.0, height], [1.0, 0.0, 0.0, 0.0], self.default_pose)
         return qpos
 
     def info(self) -> dict:

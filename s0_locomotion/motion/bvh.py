@@ -496,9 +496,8 @@ def leg_ik(kin: Kinematics, body: Body, root_pos: np.ndarray, root_quat: np.ndar
     jacp, jacr = np.zeros((3, model.nv)), np.zeros((3, model.nv))
     qpos = model.qpos0.copy()
     for t in range(len(root_pos)):
-        qpos[kin.root_adr:kin.root_adr + 3], qpos[kin.root_adr + 3:kin.root_adr + 7] = root_pos[t], root_quat[t]
         for _ in range(iterations):
-            qpos[kin.joint_adr] = joint_pos[t]
+            kin.layout.write_pose(qpos, root_pos[t], root_quat[t], joint_pos[t])
             data.qpos[:] = qpos
             mujoco.mj_kinematics(model, data)
             mujoco.mj_comPos(model, data)

@@ -135,18 +135,14 @@ class Kinematics:
         self.body = body
         self.model = body.spec().compile()
         self.data = mujoco.MjData(self.model)
-        root_joint = self.model.body_jntadr[body.root_body_id(self.model)]
-        self.root_adr = self.model.jnt_qposadr[root_joint]
-        self.joint_adr = np.array([self.model.jnt_qposadr[self.model.joint(n).id] for n in body.joint_names])
+        self.layout = body.layout(self.model)
         self.body_names = tuple(self.model.body(i).name for i in range(1, self.model.nbody))
 
     def poses(self, root_pos: np.ndarray, root_quat: np.ndarray, joint_pos: np.ndarray) -> Iterator[mujoco.MjData]:
         """For each frame, the data with that pose and ``mj_kinematics`` done (the same object every time)."""
         qpos = self.model.qpos0.copy()
         for i in range(len(root_pos)):
-            qpos[self.root_adr:self.root_adr + 3] = root_pos[i]
-            qpos[self.root_adr + 3:self.root_adr + 7] = root_quat[i]
-            qpos[self.joint_adr] = joint_pos[i]
+            self.layout.write_pose(qpos, root_pos[i], root_quat[i], joint_pos[i])
             self.data.qpos[:] = qpos
             mujoco.mj_kinematics(self.model, self.data)
             yield self.data

@@ -74,13 +74,11 @@ class MujocoBackend(SimBackend):
         m, body = self.model, self.body
         self._time = state_offset(m, mujoco.mjtState.mjSTATE_TIME)
         qpos0, qvel0 = state_offset(m, mujoco.mjtState.mjSTATE_QPOS), state_offset(m, mujoco.mjtState.mjSTATE_QVEL)
-        root_joint = m.body_jntadr[body.root_body_id(m)]
-        self._root_q = qpos0 + m.jnt_qposadr[root_joint]
-        self._root_v = qvel0 + m.jnt_dofadr[root_joint]
-        joint_ids = [m.joint(name).id for name in body.joint_names]
-        self._joint_q = qpos0 + m.jnt_qposadr[joint_ids]
-        self._joint_v = qvel0 + m.jnt_dofadr[joint_ids]
+        self.layout = layout = body.layout(m)
+        self._root_q, self._root_v = qpos0 + layout.root_q, qvel0 + layout.root_v  # offsets in the state rows
+        self._joint_q, self._joint_v = qpos0 + layout.joint_q, qvel0 + layout.joint_v
         self._qpos, self._qvel = slice(qpos0, qpos0 + m.nq), slice(qvel0, qvel0 + m.nv)
+        joint_ids = [m.joint(name).id for name in body.joint_names]
         actuated = [m.actuator(name).trnid[0] for name in body.joint_names]
         if actuated != joint_ids or m.nu != self.n_dof:
             raise SimError("scene actuators must be exactly the body's joints, in joint order")

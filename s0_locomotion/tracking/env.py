@@ -62,11 +62,6 @@ class TrackingEnv:
         self.default_pose = torch.from_numpy(self.body.default_pose)
         self._variants = self._make_variants()
         self._variant = np.zeros(n, dtype=int)
-        model = self.backend.model
-        root = model.jnt_qposadr[model.body_jntadr[self.body.root_body_id(model)]]
-        self._root_q, self._root_v = root, model.jnt_dofadr[model.body_jntadr[self.body.root_body_id(model)]]
-        self._joint_q = np.array([model.jnt_qposadr[model.joint(j).id] for j in self.body.joint_names])
-        self._joint_v = np.array([model.jnt_dofadr[model.joint(j).id] for j in self.body.joint_names])
         self.auto_reset = True  # training: done worlds restart at once; evaluation turns this off
         self.obs = self.reset_envs(torch.arange(n))
         self._obs_dict = self._observe(self.obs)
@@ -127,12 +122,11 @@ class TrackingEnv:
         model = self.backend.model
         qpos = self.backend.qpos()[ids.numpy()]  # keeps the scene's objects where they are
         qvel = np.zeros((len(ids), model.nv))
-        qpos[:, self._root_q:self._root_q + 3] = ref["root_pos"].numpy()
-        qpos[:, self._root_q + 3:self._root_q + 7] = ref["root_quat"].numpy()
-        qpos[:, self._joint_q] = ref["joint_pos"].numpy()
-        qvel[:, self._root_v:self._root_v + 3] = ref["root_lin_vel"].numpy()
-        qvel[:, self._root_v + 3:self._root_v + 6] = ref["root_ang_vel"].numpy()  # body frame, as MuJoCo
-        qvel[:, self._joint_v] = ref["joint_vel"].numpy()
+        layout = self.backend.layout
+        layout.write_pose(qpos, ref["root_pos"].numpy(), ref["root_quat"].numpy(), ref["joint_pos"].numpy())
+        qvel[:, layout.root_v:layout.root_v + 3] = ref["root_lin_vel"].numpy()
+        qvel[:, layout.root_v + 3:layout.root_v + 6] = ref["root_ang_vel"].numpy()  # body frame, as MuJoCo
+        qvel[:, layout.joint_v] = ref["joint_vel"].numpy()
         self.backend.set_qpos_qvel(ids.numpy(), qpos, qvel)
 
     # -- VecEnv ----------------------------------------------------------------------------------
