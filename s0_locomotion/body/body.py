@@ -238,10 +238,11 @@ class Body:
         for name in self.tracked_bodies():
             spec.add_sensor(name=f"pos_{name}", type=mujoco.mjtSensor.mjSENS_FRAMEPOS,  # XBODY: body frame,
                             objtype=mujoco.mjtObj.mjOBJ_XBODY, objname=name)  # BODY would be its CoM
+        model = self._spec.compile()  # geometry for fitting the touch sites (sites do not change it)
         for side, body in zip(("left", "right"), self.feet):
-            self._add_touch(body, f"{side}_foot_touch")
+            self._add_touch(model, body, f"{side}_foot_touch")
         for side, body in zip(("left", "right"), self.hands):
-            self._add_touch(body, f"{side}_hand_touch")
+            self._add_touch(model, body, f"{side}_hand_touch")
         self._add_cameras()
 
     def tracked_bodies(self) -> list[str]:
@@ -260,9 +261,8 @@ class Body:
             out.append(body.name)
         return out
 
-    def _add_touch(self, body_name: str, sensor: str) -> None:
+    def _add_touch(self, model: mujoco.MjModel, body_name: str, sensor: str) -> None:
         """A box site around the body's collision geoms (from their compiled AABBs) + a touch sensor."""
-        model = self._spec.compile()
         body_id = model.body(body_name).id
         lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
         for gid in np.flatnonzero(model.geom_bodyid == body_id):
