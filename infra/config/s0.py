@@ -31,6 +31,10 @@ class RewardConfig:
     """centre-of-mass velocity weight"""
     k_com: float = 5.0
     """centre-of-mass kernel, s^2/m^2"""
+    w_body: float = 0.0
+    """global body-position weight (PHC's term; penalises drift off the clip's path)"""
+    k_body: float = 10.0
+    """global body-position kernel, 1/m^2 (on the mean over bodies of the squared error)"""
 
 
 @dataclass
@@ -137,6 +141,9 @@ class TrainS0Config:
     """iterations between checkpoints"""
     resume: str = ""
     """a .safetensors checkpoint to continue from (weights, optimiser, normaliser, iteration)"""
+    init: str = ""
+    """a training checkpoint whose actor and critic (with normalisers) start this run (fine-tuning with a
+    changed reward or randomisation); the optimiser, iteration and worlds start fresh"""
     seed: int = 0
     """torch seed"""
 

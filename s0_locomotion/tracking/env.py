@@ -195,20 +195,14 @@ class TrackingEnv:
             "ee": R.end_effector_reward(ee, ee_ref, c.k_ee),
             "root": R.root_reward(obs.root_pos, ref["root_pos"], obs.root_quat, ref["root_quat"], c.k_root),
             "com": R.com_reward(obs.com_vel, ref["com_vel"], c.k_com),
+            "body": R.body_position_reward(obs.body_pos, ref["body_pos"], c.k_body),
         }
 
     def _observe(self, obs: SimObs) -> TensorDict:
         """Actor: proprioception + future reference in the heading frame. Critic: + privileged state."""
+        refs = [self.lib.frame(self.clip, self.t + k) for k in self.cfg.future_frames]
+        actor = policy_observation(obs, refs, self.default_pose, self.last_action)
         yaw = yaw_of(obs.root_quat)
-        gravity = quat_rotate_inverse(obs.root_quat, obs.root_quat.new_tensor([0.0, 0.0, -1.0]).expand(len(yaw), 3))
-        parts = [obs.joint_pos - self.default_pose, 0.1 * obs.joint_vel, 0.25 * obs.root_ang_vel, gravity,
-                 self.last_action]
-        for k in self.cfg.future_frames:
-            ref = self.lib.frame(self.clip, self.t + k)
-            rel_pos = rotate_z(ref["root_pos"] - obs.root_pos, -yaw)
-            rel_rot = quat_mul(quat_conj(obs.root_quat), ref["root_quat"])
-            parts += [ref["joint_pos"] - obs.joint_pos, rel_pos, quat_to_tan_norm(rel_rot)]
-        actor = torch.cat(parts, dim=-1)
         ref = self.lib.frame(self.clip, self.t)
         body_err = rotate_z((obs.body_pos[:, self.key_idx] - ref["body_pos"][:, self.key_idx]).transpose(0, 1),
                             -yaw).transpose(0, 1).reshape(len(yaw), -1)
@@ -223,3 +217,21 @@ class TrackingEnv:
 def body_position_error(body_pos: torch.Tensor, ref_body_pos: torch.Tensor) -> torch.Tensor:
     """Mean over bodies of the world-frame position error. (N, B, 3) x2 -> (N,) m."""
     return torch.linalg.norm(body_pos - ref_body_pos, dim=-1).mean(dim=-1)
+
+
+def policy_observation(obs: SimObs, refs: list[dict[str, torch.Tensor]], default_pose: torch.Tensor,
+                       last_action: torch.Tensor) -> torch.Tensor:
+    """The S0 actor's observation: proprioception (no global position) and, for each future reference
+    frame, the joint error and the reference root pose relative to the robot in its heading frame.
+
+    refs: one dict per future frame with joint_pos (N, n), root_pos (N, 3), root_quat (N, 4) in the world.
+    Returns (N, 3 n + 9 + len(refs) * (n + 9)).
+    """
+    yaw = yaw_of(obs.root_quat)
+    gravity = quat_rotate_inverse(obs.root_quat, obs.root_quat.new_tensor([0.0, 0.0, -1.0]).expand(len(yaw), 3))
+    parts = [obs.joint_pos - default_pose, 0.1 * obs.joint_vel, 0.25 * obs.root_ang_vel, gravity, last_action]
+    for ref in refs:
+        rel_pos = rotate_z(ref["root_pos"] - obs.root_pos, -yaw)
+        rel_rot = quat_mul(quat_conj(obs.root_quat), ref["root_quat"])
+        parts += [ref["joint_pos"] - obs.joint_pos, rel_pos, quat_to_tan_norm(rel_rot)]
+    return torch.cat(parts, dim=-1)

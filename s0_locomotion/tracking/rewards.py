@@ -46,3 +46,12 @@ def root_reward(pos: torch.Tensor, pos_ref: torch.Tensor, quat: torch.Tensor, qu
 def com_reward(com_vel: torch.Tensor, com_vel_ref: torch.Tensor, scale: float) -> torch.Tensor:
     """Centre-of-mass velocity (N, 3) m/s -> exp(-scale * |v - v_ref|^2)."""
     return kernel(torch.sum((com_vel - com_vel_ref) ** 2, dim=-1), scale)
+
+
+def body_position_reward(pos: torch.Tensor, pos_ref: torch.Tensor, scale: float) -> torch.Tensor:
+    """Global body positions (N, B, 3) m -> exp(-scale * mean_b |p_b - p_ref_b|^2) (PHC's global term).
+
+    Unlike the end-effector term this one is in the world frame, so it penalises root drift through every
+    body: it is what keeps a walking clip on its path rather than beside it.
+    """
+    return kernel(torch.mean(torch.sum((pos - pos_ref) ** 2, dim=-1), dim=-1), scale)

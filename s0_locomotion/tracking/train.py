@@ -19,7 +19,14 @@ import torch
 from rsl_rl.algorithms import PPO
 from tqdm import tqdm
 
-from infra.checkpoint import check_config_matches, flatten_state, load_checkpoint, save_checkpoint, unflatten_state
+from infra.checkpoint import (
+    CheckpointError,
+    check_config_matches,
+    flatten_state,
+    load_checkpoint,
+    save_checkpoint,
+    unflatten_state,
+)
 from infra.config import to_dict
 from infra.config.s0 import PPOConfig, TrainS0Config
 from s0_locomotion.body import Body
@@ -131,6 +138,17 @@ def restore_training(path: str, alg: PPO, env: TrackingEnv, cfg: TrainS0Config) 
     return int(ckpt.meta["iteration"])
 
 
+def init_weights(path: str, alg: PPO, env: TrackingEnv, cfg: TrainS0Config) -> None:
+    """Start from another run's actor and critic (fine-tuning): architecture and observations must match."""
+    ckpt = load_checkpoint(path, kind=TRAIN_KIND)
+    keys = ["env.future_frames", "env.action_scale", "ppo.actor_hidden", "ppo.critic_hidden"]
+    check_config_matches(ckpt.meta["config"], to_dict(cfg), keys)
+    if ckpt.meta["body"]["joint_names"] != env.body.joint_names:
+        raise CheckpointError(f"{path}: trained for another body ({ckpt.meta['body']['name']})")
+    alg.actor.load_state_dict(unflatten_state("actor", ckpt.tensors))
+    alg.critic.load_state_dict(unflatten_state("critic", ckpt.tensors))
+
+
 def train_s0(cfg: TrainS0Config, progress: bool = True, tracker=None) -> dict:
     """Run PPO for ``cfg.iterations``; checkpoints in ``cfg.out``. Returns the final statistics."""
     torch.set_num_threads(1)  # the simulation's C threads use the cores; torch's OpenMP spin would steal them
@@ -139,6 +157,10 @@ def train_s0(cfg: TrainS0Config, progress: bool = True, tracker=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     env = make_env(cfg)
     alg = build_ppo(env, cfg.ppo)
+    if cfg.init and cfg.resume:
+        raise ValueError("train s0: give init= (fine-tune) or resume= (continue), not both")
+    if cfg.init:
+        init_weights(cfg.init, alg, env, cfg)
     start = restore_training(cfg.resume, alg, env, cfg) if cfg.resume else 0
     stats: dict = {}
     with contextlib.ExitStack() as stack:

@@ -1,0 +1,76 @@
+"""Configuration of the composed stack: rates, the lockstep runner, demonstration collection, S1 and S2."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from infra.config.schemas import BodyConfig, SceneConfig, SimConfig, TrackingConfig
+
+
+@dataclass
+class RatesConfig:
+    """Layer periods (DESIGN §4). Periods must be whole multiples of S0's ``sim.ctrl_dt``."""
+
+    s1_period_s: float = 0.04
+    """S1 inference period, s (25 Hz); the head camera is rendered at this rate too"""
+    s2_period_s: float = 0.2
+    """S2 inference period, s (5 Hz)"""
+    horizon: int = 16
+    """frames per MotionChunk, at S0's rate"""
+    blend_frames: int = 6
+    """frames over which the broker cross-fades a new chunk in"""
+
+    def __post_init__(self) -> None:
+        if self.horizon < 2:
+            raise ValueError(f"rates.horizon must be >= 2, got {self.horizon}")
+        if self.s1_period_s <= 0 or self.s2_period_s < self.s1_period_s:
+            raise ValueError(f"rates: need 0 < s1_period_s <= s2_period_s, got {self.s1_period_s}, {self.s2_period_s}")
+
+
+@dataclass
+class StackConfig:
+    """One world with the task scene, run by the lockstep (and later the real-time) runner."""
+
+    body: BodyConfig = field(default_factory=BodyConfig)
+    sim: SimConfig = field(default_factory=SimConfig)
+    scene: SceneConfig = field(default_factory=SceneConfig)
+    rates: RatesConfig = field(default_factory=RatesConfig)
+    image_size: int = 96
+    """head-camera image side, pixels (square)"""
+    s0_checkpoint: str = "checkpoints/s0/policy.safetensors"
+    """the trained S0 policy ("none" = PD on the reference)"""
+    stop_on_success: bool = True
+    """end an episode as soon as its success check holds"""
+
+    def __post_init__(self) -> None:
+        for name in ("s1_period_s", "s2_period_s"):
+            ratio = getattr(self.rates, name) / self.sim.ctrl_dt
+            if abs(ratio - round(ratio)) > 1e-6:
+                raise ValueError(f"rates.{name} ({getattr(self.rates, name)}) must be a whole multiple of "
+                                 f"sim.ctrl_dt ({self.sim.ctrl_dt})")
+        if self.image_size < 32:
+            raise ValueError(f"image_size must be >= 32, got {self.image_size}")
+
+
+@dataclass
+class CollectConfig:
+    """``humanoid collect``: scripted-teacher demonstrations in the LeRobot v3 layout."""
+
+    stack: StackConfig = field(default_factory=StackConfig)
+    episodes: int = 50
+    """episodes to record"""
+    out: str = "data/demos"
+    """dataset folder (must not exist yet)"""
+    seed: int = 0
+    """first episode seed (episode i uses seed + i; layouts from the training range)"""
+    split: str = "train"
+    """train (training paraphrases and layouts) or eval (held-out ones)"""
+    families: list[str] = field(default_factory=list)
+    """task families to draw from; [] = all"""
+    tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="collect"))
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+        if self.split not in ("train", "eval"):
+            raise ValueError(f"split must be train or eval, got {self.split!r}")

@@ -1,0 +1,258 @@
+"""The S1 visuomotor model: (head-camera image, proprioception, latent goal z) -> a normalised action chunk.
+
+Layout (π0-style, sized for CPU latency)::
+
+    image (B,3,H,W) uint8 ─ ImageEncoder ─▶ grid² pooled tokens + 1 keypoint token ┐
+    proprio (B,P) ─ MLP ─▶ 1 token                                                   ├▶ prefix (B, L, d) ─▶ K/V cache
+    z (B,D) ─ MLP ─▶ 1 token                                                         ┘        (Context, once per chunk)
+    Context ─▶ ActionHead (flow | diffusion | tokens, see ``heads``) ─▶ chunk (B, H, A) normalised
+
+The prefix and its cross-attention K/V are computed once per chunk by :meth:`S1Model.encode`; the heads' iterative
+samplers only run the H action tokens on each step. Conventions (flow time, DDPM, bins) are in ``heads``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from s1_policy.heads import ActionHead, Context, DiffusionHead, FlowHead, TokenHead
+
+HEADS = ("flow", "diffusion", "tokens")
+
+
+@dataclass
+class S1ModelConfig:
+    """Architecture and action-head settings of :class:`S1Model`. Validated in ``__post_init__``, never mutated."""
+
+    image_size: int = 96
+    """side of the square head-camera image for fake inputs and latency checks, px; any H, W >= 32 is accepted"""
+    proprio_dim: int = 137
+    """P: proprioception floats per step"""
+    z_dim: int = 128
+    """D: latent-goal floats (DESIGN §3 LatentGoal)"""
+    horizon: int = 16
+    """H: frames per action chunk (at S0's rate)"""
+    action_dim: int = 69
+    """A: whole-body targets per frame, normalised units"""
+    width: int = 128
+    """d: token width of the prefix and the action expert"""
+    heads: int = 4
+    """attention heads (width must be divisible by it)"""
+    layers: int = 3
+    """action-expert transformer blocks"""
+    mlp_ratio: int = 4
+    """hidden width of every transformer MLP, as a multiple of width"""
+    prefix_layers: int = 1
+    """pre-LN transformer layers mixing the prefix tokens (run once per chunk)"""
+    cnn_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
+    """output channels of the image encoder's stride-2 conv blocks"""
+    visual_grid: int = 3
+    """the last feature map is average-pooled to grid x grid visual tokens"""
+    keypoints: int = 16
+    """spatial-softmax keypoint maps, packed into one extra visual token"""
+    head: str = "flow"
+    """action head: "flow" (flow matching, π0), "diffusion" (DDPM ε-prediction) or "tokens" (autoregressive bins)"""
+    flow_steps: int = 10
+    """Euler steps from τ = 0 (noise) to τ = 1 (data) at inference"""
+    flow_beta_alpha: float = 1.5
+    """training time τ = flow_time_max·(1 − u), u ~ Beta(alpha, beta): emphasises noisy (low) τ"""
+    flow_beta_beta: float = 1.0
+    """second Beta parameter of the training-time distribution"""
+    flow_time_max: float = 0.999
+    """largest training τ (keeps τ = 1, the data itself, out of training)"""
+    diffusion_train_steps: int = 100
+    """T: DDPM steps of the squared-cosine schedule used in training"""
+    diffusion_sample_steps: int = 10
+    """ancestral steps at inference, on an evenly strided sub-sequence of the T steps"""
+    token_bins: int = 256
+    """K: uniform bins per action dimension over [-action_clip, action_clip]"""
+    token_embed_dim: int = 32
+    """rank of the token head's bin logits (shared bin embedding width)"""
+    token_temperature: float = 0.0
+    """token sampling temperature; 0 is greedy (argmax)"""
+    action_clip: float = 4.0
+    """normalised range ±clip: the token bins' span and the diffusion head's clamp on its x0 estimate"""
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"S1ModelConfig.head must be one of {HEADS}, got {self.head!r}")
+        if self.width % self.heads:
+            raise ValueError(f"S1ModelConfig: width {self.width} must be divisible by heads {self.heads}")
+        if min(self.proprio_dim, self.z_dim, self.horizon, self.action_dim, self.layers, self.visual_grid) < 1:
+            raise ValueError(f"S1ModelConfig: dimensions must be >= 1: {self}")
+        if self.image_size < 32 or not self.cnn_channels:
+            raise ValueError(f"S1ModelConfig: image_size >= 32 and non-empty cnn_channels needed: {self}")
+        if not 1 <= self.diffusion_sample_steps <= self.diffusion_train_steps:
+            raise ValueError("S1ModelConfig: need 1 <= diffusion_sample_steps <= diffusion_train_steps")
+        if self.flow_steps < 1 or not 0 < self.flow_time_max <= 1 or self.token_bins < 2 or self.action_clip <= 0:
+            raise ValueError(f"S1ModelConfig: bad flow/token settings: {self}")
+
+
+class ImageEncoder(nn.Module):
+    """Head-camera image -> visual tokens, a small CNN trained from scratch.
+
+    Input (B, 3, H, W), H, W >= 32: uint8 RGB 0..255 (scaled to [0, 1] here) or float already in [0, 1].
+    Output (B, grid² + 1, d): the grid x grid adaptive-average-pooled cells of the last feature map, then one
+    token of spatial-softmax keypoints (expected image x, y in [-1, 1] of ``keypoints`` attention maps;
+    Levine et al. 2016), each projected to width d.
+    """
+
+    def __init__(self, channels: list[int], width: int, grid: int, keypoints: int):
+        super().__init__()
+        blocks, c_in = [], 3
+        for c in channels:  # each block halves H and W
+            blocks += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GroupNorm(math.gcd(8, c), c), nn.SiLU()]
+            c_in = c
+        self.cnn = nn.Sequential(*blocks)
+        self.grid = grid
+        self.cell_proj = nn.Linear(c_in, width)
+        self.kp_logits = nn.Conv2d(c_in, keypoints, 1)
+        self.kp_proj = nn.Linear(2 * keypoints, width)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.grid**2 + 1
+
+    def forward(self, image: Tensor) -> Tensor:
+        x = image.float() / 255.0 if image.dtype == torch.uint8 else image.float()
+        f = self.cnn(x - 0.5)  # (B, C, h, w)
+        cells = F.adaptive_avg_pool2d(f, self.grid).flatten(2).transpose(1, 2)  # (B, g², C)
+        attn = torch.softmax(self.kp_logits(f).flatten(2), dim=-1)  # (B, K, h·w)
+        h, w = f.shape[-2:]
+        ys = torch.linspace(-1, 1, h, device=f.device).repeat_interleave(w)  # (h·w,) row-major
+        xs = torch.linspace(-1, 1, w, device=f.device).repeat(h)
+        kp = torch.stack([attn @ xs, attn @ ys], dim=-1).flatten(1)  # (B, 2K)
+        return torch.cat([self.cell_proj(cells), self.kp_proj(kp)[:, None]], dim=1)  # (B, g²+1, d)
+
+
+def _mlp(d_in: int, width: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, width), nn.SiLU(), nn.Linear(width, width))
+
+
+def make_head(cfg: S1ModelConfig) -> ActionHead:
+    """The configured action head."""
+    common = dict(horizon=cfg.horizon, action_dim=cfg.action_dim, width=cfg.width, heads=cfg.heads,
+                  layers=cfg.layers, mlp_ratio=cfg.mlp_ratio)
+    if cfg.head == "flow":
+        return FlowHead(**common, steps=cfg.flow_steps, beta_alpha=cfg.flow_beta_alpha,
+                        beta_beta=cfg.flow_beta_beta, time_max=cfg.flow_time_max)
+    if cfg.head == "diffusion":
+        return DiffusionHead(**common, train_steps=cfg.diffusion_train_steps,
+                             sample_steps=cfg.diffusion_sample_steps, clip=cfg.action_clip)
+    return TokenHead(**common, bins=cfg.token_bins, clip=cfg.action_clip, embed_dim=cfg.token_embed_dim,
+                     temperature=cfg.token_temperature)
+
+
+class S1Model(nn.Module):
+    """S1: (image, proprio, z) -> normalised chunk (B, H, A) via a cached prefix and one of three action heads.
+
+    Inputs: image (B, 3, H, W) uint8 RGB head camera; proprio (B, P) normalised float; z (B, D) latent goal.
+    ``encode`` builds the prefix (B, L, d), L = grid² + 3, and its cross-attention K/V once per chunk;
+    ``loss`` trains on normalised chunks (B, H, A); ``sample`` returns one (B, H, A).
+    """
+
+    def __init__(self, config: S1ModelConfig | None = None):
+        super().__init__()
+        self.config = cfg = config or S1ModelConfig()
+        self.image_encoder = ImageEncoder(cfg.cnn_channels, cfg.width, cfg.visual_grid, cfg.keypoints)
+        self.proprio_token = _mlp(cfg.proprio_dim, cfg.width)
+        self.z_token = _mlp(cfg.z_dim, cfg.width)
+        n_prefix = self.image_encoder.num_tokens + 2
+        self.prefix_pos = nn.Parameter(0.02 * torch.randn(n_prefix, cfg.width))  # (L, d): token type + position
+        self.prefix_blocks = nn.ModuleList(
+            nn.TransformerEncoderLayer(cfg.width, cfg.heads, cfg.mlp_ratio * cfg.width, dropout=0.0,
+                                       activation="gelu", batch_first=True, norm_first=True)
+            for _ in range(cfg.prefix_layers))
+        self.head = make_head(cfg)
+
+    def _check_inputs(self, image: Tensor, proprio: Tensor, z: Tensor) -> None:
+        cfg = self.config
+        if image.ndim != 4 or image.shape[1] != 3 or min(image.shape[-2:]) < 32:
+            raise ValueError(f"S1Model: image must be (B, 3, H, W) with H, W >= 32, got {tuple(image.shape)}")
+        if proprio.ndim != 2 or proprio.shape[1] != cfg.proprio_dim:
+            raise ValueError(f"S1Model: proprio must be (B, {cfg.proprio_dim}), got {tuple(proprio.shape)}")
+        if z.ndim != 2 or z.shape[1] != cfg.z_dim:
+            raise ValueError(f"S1Model: z must be (B, {cfg.z_dim}), got {tuple(z.shape)}")
+        if not image.shape[0] == proprio.shape[0] == z.shape[0]:
+            raise ValueError(f"S1Model: batch sizes differ: image {image.shape[0]}, proprio {proprio.shape[0]}, "
+                             f"z {z.shape[0]}")
+
+    def encode(self, image: Tensor, proprio: Tensor, z: Tensor) -> Context:
+        """(B,3,H,W) image, (B,P) proprio, (B,D) z -> Context (prefix (B, L, d) + per-layer K/V)."""
+        self._check_inputs(image, proprio, z)
+        prefix = torch.cat([self.image_encoder(image), self.proprio_token(proprio.float())[:, None],
+                            self.z_token(z.float())[:, None]], dim=1) + self.prefix_pos  # (B, L, d)
+        for block in self.prefix_blocks:
+            prefix = block(prefix)
+        return Context(prefix=prefix, kv=self.head.cache_kv(prefix))
+
+    def loss(self, image: Tensor, proprio: Tensor, z: Tensor, actions: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """Training loss on normalised chunks actions (B, H, A) -> (scalar, metrics named ``loss/...``)."""
+        cfg = self.config
+        if actions.shape[1:] != (cfg.horizon, cfg.action_dim) or actions.shape[0] != image.shape[0]:
+            raise ValueError(f"S1Model: actions must be (B, {cfg.horizon}, {cfg.action_dim}) with B = "
+                             f"{image.shape[0]}, got {tuple(actions.shape)}")
+        return self.head.loss(self.encode(image, proprio, z), actions.float())
+
+    def forward(self, image: Tensor, proprio: Tensor, z: Tensor, actions: Tensor) -> tuple[Tensor, dict]:
+        """Same as :meth:`loss` (so wrappers such as DDP see the training step)."""
+        return self.loss(image, proprio, z, actions)
+
+    @torch.no_grad()
+    def sample(self, ctx: Context | Tensor, proprio: Tensor | None = None, z: Tensor | None = None, *,
+               generator: torch.Generator | None = None) -> Tensor:
+        """One normalised chunk (B, H, A) from a Context, or from raw inputs ``sample(image, proprio, z)``."""
+        if not isinstance(ctx, Context):
+            if proprio is None or z is None:
+                raise ValueError("S1Model.sample: pass a Context, or image, proprio and z")
+            ctx = self.encode(ctx, proprio, z)
+        return self.head.sample(ctx, generator)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+def fake_inputs(config: S1ModelConfig, batch: int = 1, generator: torch.Generator | None = None
+                ) -> tuple[Tensor, Tensor, Tensor]:
+    """Random inputs shaped by the config: image (B, 3, S, S) uint8, proprio (B, P), z (B, D) float32."""
+    s = config.image_size
+    image = torch.randint(0, 256, (batch, 3, s, s), generator=generator, dtype=torch.uint8)
+    return (image, torch.randn(batch, config.proprio_dim, generator=generator),
+            torch.randn(batch, config.z_dim, generator=generator))
+
+
+def measure_latency(model: S1Model, n: int = 200, warmup: int = 20) -> dict[str, float]:
+    """Time of encode + full sample at batch 1 on ONE CPU thread -> {p50_ms, p99_ms, mean_ms, cpu_p50_ms, cpu_p99_ms}.
+
+    ``p*_ms`` are wall-clock; ``cpu_*`` are the thread's CPU time, which leaves out time the thread spent
+    preempted, so they estimate the latency on an otherwise idle core when the machine is busy.
+    Sets torch's intra-op threads to 1 for the measurement and restores them afterwards.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    was_training = model.training
+    model.eval()
+    try:
+        image, proprio, z = fake_inputs(model.config, 1, torch.Generator().manual_seed(0))
+        wall, cpu = [], []
+        with torch.inference_mode():
+            for i in range(warmup + n):
+                t0, c0 = time.perf_counter(), time.thread_time()
+                model.sample(image, proprio, z)
+                if i >= warmup:
+                    wall.append(1e3 * (time.perf_counter() - t0))
+                    cpu.append(1e3 * (time.thread_time() - c0))
+    finally:
+        torch.set_num_threads(threads)
+        model.train(was_training)
+    wall_ms, cpu_ms = np.asarray(wall), np.asarray(cpu)
+    return {"p50_ms": float(np.percentile(wall_ms, 50)), "p99_ms": float(np.percentile(wall_ms, 99)),
+            "mean_ms": float(wall_ms.mean()), "cpu_p50_ms": float(np.percentile(cpu_ms, 50)),
+            "cpu_p99_ms": float(np.percentile(cpu_ms, 99))}
