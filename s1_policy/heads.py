@@ -225,7 +225,7 @@ class ActionExpert(nn.Module):
     position embedding per frame and ends with a (modulated) LayerNorm.
     """
 
-    def __init__(self, width: int, heads: int, layers: int, horizon: int, mlp_ratio: int = 4,
+    def __init__(self, width: int, heads: int, layers: int, horizon: int, mlp_ratio: int = 2,
                  conditioned: bool = True, causal: bool = False):
         super().__init__()
         if width % heads:
@@ -333,7 +333,7 @@ class _DenoiserHead(ActionHead):
 class FlowHead(_DenoiserHead):
     """Flow matching (π0): predicts the velocity A − ε at A_τ; samples with ``steps`` Euler steps τ: 0 -> 1."""
 
-    def __init__(self, horizon: int, action_dim: int, width: int, heads: int, layers: int, mlp_ratio: int = 4,
+    def __init__(self, horizon: int, action_dim: int, width: int, heads: int, layers: int, mlp_ratio: int = 2,
                  steps: int = 10, beta_alpha: float = 1.5, beta_beta: float = 1.0, time_max: float = 0.999):
         super().__init__(horizon, action_dim, width, heads, layers, mlp_ratio)
         self.steps, self.beta_alpha, self.beta_beta, self.time_max = steps, beta_alpha, beta_beta, time_max
@@ -358,13 +358,14 @@ class DiffusionHead(_DenoiserHead):
     """DDPM ε-prediction on a squared-cosine schedule of ``train_steps``; samples ancestrally on an evenly strided
     sub-sequence of ``sample_steps`` (the DDPM posterior of the sub-sequence), clamping x̂_0 to ±clip."""
 
-    def __init__(self, horizon: int, action_dim: int, width: int, heads: int, layers: int, mlp_ratio: int = 4,
+    def __init__(self, horizon: int, action_dim: int, width: int, heads: int, layers: int, mlp_ratio: int = 2,
                  train_steps: int = 100, sample_steps: int = 10, clip: float = 4.0):
         super().__init__(horizon, action_dim, width, heads, layers, mlp_ratio)
         self.train_steps, self.clip = train_steps, clip
         self.timesteps = ddpm_sample_timesteps(train_steps, sample_steps)
-        self.register_buffer("alpha_bar", cosine_alpha_bar(train_steps).float(), persistent=False)  # (T,)
-        self._alpha_bar_list = cosine_alpha_bar(train_steps).tolist()  # float64 for the sampler's scalars
+        alpha_bar = cosine_alpha_bar(train_steps)  # (T,) float64
+        self.register_buffer("alpha_bar", alpha_bar.float(), persistent=False)
+        self._alpha_bar_list = alpha_bar.tolist()  # the sampler's scalars, float64
 
     def loss(self, ctx: Context, actions: Tensor) -> tuple[Tensor, dict[str, float]]:
         b = actions.shape[0]
@@ -399,7 +400,7 @@ class TokenHead(ActionHead):
     ``temperature`` is 0, else sampled from softmax(logits / temperature).
     """
 
-    def __init__(self, horizon: int, action_dim: int, width: int, heads: int, layers: int, mlp_ratio: int = 4,
+    def __init__(self, horizon: int, action_dim: int, width: int, heads: int, layers: int, mlp_ratio: int = 2,
                  bins: int = 256, clip: float = 4.0, embed_dim: int = 32, temperature: float = 0.0):
         super().__init__(horizon, action_dim)
         self.bins, self.clip, self.temperature, self.embed_dim = bins, clip, temperature, embed_dim

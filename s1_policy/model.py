@@ -15,84 +15,14 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from infra.config.s1 import HEADS, S1ModelConfig  # noqa: F401  (re-exported)
 from s1_policy.heads import ActionHead, Context, DiffusionHead, FlowHead, TokenHead
-
-HEADS = ("flow", "diffusion", "tokens")
-
-
-@dataclass
-class S1ModelConfig:
-    """Architecture and action-head settings of :class:`S1Model`. Validated in ``__post_init__``, never mutated."""
-
-    image_size: int = 96
-    """side of the square head-camera image for fake inputs and latency checks, px; any H, W >= 32 is accepted"""
-    proprio_dim: int = 137
-    """P: proprioception floats per step"""
-    z_dim: int = 128
-    """D: latent-goal floats (DESIGN §3 LatentGoal)"""
-    horizon: int = 16
-    """H: frames per action chunk (at S0's rate)"""
-    action_dim: int = 69
-    """A: whole-body targets per frame, normalised units"""
-    width: int = 128
-    """d: token width of the prefix and the action expert"""
-    heads: int = 4
-    """attention heads (width must be divisible by it)"""
-    layers: int = 3
-    """action-expert transformer blocks"""
-    mlp_ratio: int = 4
-    """hidden width of every transformer MLP, as a multiple of width"""
-    prefix_layers: int = 1
-    """pre-LN transformer layers mixing the prefix tokens (run once per chunk)"""
-    cnn_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
-    """output channels of the image encoder's stride-2 conv blocks"""
-    visual_grid: int = 3
-    """the last feature map is average-pooled to grid x grid visual tokens"""
-    keypoints: int = 16
-    """spatial-softmax keypoint maps, packed into one extra visual token"""
-    head: str = "flow"
-    """action head: "flow" (flow matching, π0), "diffusion" (DDPM ε-prediction) or "tokens" (autoregressive bins)"""
-    flow_steps: int = 10
-    """Euler steps from τ = 0 (noise) to τ = 1 (data) at inference"""
-    flow_beta_alpha: float = 1.5
-    """training time τ = flow_time_max·(1 − u), u ~ Beta(alpha, beta): emphasises noisy (low) τ"""
-    flow_beta_beta: float = 1.0
-    """second Beta parameter of the training-time distribution"""
-    flow_time_max: float = 0.999
-    """largest training τ (keeps τ = 1, the data itself, out of training)"""
-    diffusion_train_steps: int = 100
-    """T: DDPM steps of the squared-cosine schedule used in training"""
-    diffusion_sample_steps: int = 10
-    """ancestral steps at inference, on an evenly strided sub-sequence of the T steps"""
-    token_bins: int = 256
-    """K: uniform bins per action dimension over [-action_clip, action_clip]"""
-    token_embed_dim: int = 32
-    """rank of the token head's bin logits (shared bin embedding width)"""
-    token_temperature: float = 0.0
-    """token sampling temperature; 0 is greedy (argmax)"""
-    action_clip: float = 4.0
-    """normalised range ±clip: the token bins' span and the diffusion head's clamp on its x0 estimate"""
-
-    def __post_init__(self) -> None:
-        if self.head not in HEADS:
-            raise ValueError(f"S1ModelConfig.head must be one of {HEADS}, got {self.head!r}")
-        if self.width % self.heads:
-            raise ValueError(f"S1ModelConfig: width {self.width} must be divisible by heads {self.heads}")
-        if min(self.proprio_dim, self.z_dim, self.horizon, self.action_dim, self.layers, self.visual_grid) < 1:
-            raise ValueError(f"S1ModelConfig: dimensions must be >= 1: {self}")
-        if self.image_size < 32 or not self.cnn_channels:
-            raise ValueError(f"S1ModelConfig: image_size >= 32 and non-empty cnn_channels needed: {self}")
-        if not 1 <= self.diffusion_sample_steps <= self.diffusion_train_steps:
-            raise ValueError("S1ModelConfig: need 1 <= diffusion_sample_steps <= diffusion_train_steps")
-        if self.flow_steps < 1 or not 0 < self.flow_time_max <= 1 or self.token_bins < 2 or self.action_clip <= 0:
-            raise ValueError(f"S1ModelConfig: bad flow/token settings: {self}")
 
 
 class ImageEncoder(nn.Module):

@@ -13,11 +13,16 @@ from collections.abc import Callable
 
 from infra.config import ConfigError, load_config, to_yaml
 from infra.config.s0 import BenchS0Config, EvalS0Config, TrainS0Config
+from infra.config.s1 import EvalS1Config, TrainS1Config
 from infra.config.schemas import BenchSimConfig, BodyInfoConfig, MotionConfig, RunConfig
+from infra.config.stack import CollectConfig
 from infra.gl import ensure_gl_backend
 
 SCHEMAS = {"run": RunConfig, "body-info": BodyInfoConfig, "bench-sim": BenchSimConfig, "motion": MotionConfig,
-           "train-s0": TrainS0Config, "eval-s0": EvalS0Config, "bench-s0": BenchS0Config}
+           "train-s0": TrainS0Config, "eval-s0": EvalS0Config, "bench-s0": BenchS0Config,
+           "collect": CollectConfig, "train-s1": TrainS1Config, "eval-s1": EvalS1Config}
+
+ALIASES = {"train-s1": {"head": "model.head"}}  # short names the issues and the README use
 
 
 def _cmd_run(cfg: RunConfig, as_json: bool) -> int:
@@ -97,12 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
          _lazy("systems.motion_cmd", "motion_show"))
     _add(motion, "render", "kinematic mp4 of one clip (name=..., out=...)", "motion",
          _lazy("systems.motion_cmd", "motion_render"))
+    _add(sub, "collect", "scripted-teacher demonstrations (LeRobot v3 layout) executed by the trained S0",
+         "collect", _lazy("systems.s1_cmd", "collect_cmd"))
     train = sub.add_parser("train", help="training").add_subparsers(dest="train_command", required=True)
     _add(train, "s0", "PPO training of the S0 tracking controller", "train-s0",
          _lazy("systems.s0_cmd", "train_s0_cmd"))
+    _add(train, "s1", "S1 behaviour cloning (head=flow|diffusion|tokens)", "train-s1",
+         _lazy("systems.s1_cmd", "train_s1_cmd"))
     evaluate = sub.add_parser("eval", help="evaluation").add_subparsers(dest="eval_command", required=True)
     _add(evaluate, "s0", "S0 tracking: success rate, MPJPE, joint errors per clip", "eval-s0",
          _lazy("systems.s0_cmd", "eval_s0_cmd"))
+    _add(evaluate, "s1", "S1 heads: held-out chunk error, closed-loop success, latency", "eval-s1",
+         _lazy("systems.s1_cmd", "eval_s1_cmd"))
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench_command", required=True)
     _add(bench, "sim", "raw single-thread physics vs the batched backend", "bench-sim", _cmd_bench_sim)
     _add(bench, "s0", "S0 training throughput vs the physics ceiling, policy latency", "bench-s0",
@@ -125,10 +136,14 @@ def main(argv: list[str] | None = None) -> int:
     from s0_locomotion.sim.backend import SimError
 
     try:
+        schema = args.target if args.func is None else args.schema
+        alias = ALIASES.get(schema, {})
+        overrides = [alias.get(o.split("=", 1)[0], o.split("=", 1)[0]) + o[o.index("="):] if "=" in o else o
+                     for o in args.overrides]
+        cfg = load_config(SCHEMAS[schema], overrides, args.preset)
         if args.func is None:
-            print(to_yaml(load_config(SCHEMAS[args.target], args.overrides, args.preset)), end="")
+            print(to_yaml(cfg), end="")
             return 0
-        cfg = load_config(SCHEMAS[args.schema], args.overrides, args.preset)
         return args.func(cfg, args.json)
     except (ConfigError, BodyError, SimError, ClipError, CheckpointError) as exc:
         print(f"humanoid: error: {exc}", file=sys.stderr)

@@ -4,7 +4,8 @@ At the start of an episode the teacher plans the whole motion by composing the p
 (turn in place to face a target, walk a distance, gestures from the library) with smooth transitions
 (``ops.concat``), in the world frame. At every S1 tick it cuts the next H frames of the plan and
 expresses them as a :class:`MotionChunk` in the plan's heading frame at that instant; S0 anchors chunks
-on its own reference path, so the plan stays one continuous path that S0 corrects its drift against. It has the interface of an S1 layer, so the lockstep runner executes it with
+on its own reference path, so the plan stays one continuous path that S0 corrects its drift against.
+It has the interface of an S1 layer, so the lockstep runner executes it with
 the trained S0 exactly as it executes S1.
 """
 

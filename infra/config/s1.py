@@ -1,0 +1,145 @@
+"""Configuration of S1: the model (architecture and action head), training and evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from infra.config.schemas import TrackingConfig
+from infra.config.stack import StackConfig
+
+HEADS = ("flow", "diffusion", "tokens")
+
+
+@dataclass
+class S1ModelConfig:
+    """Architecture and action-head settings of :class:`S1Model`. Validated in ``__post_init__``, never mutated."""
+
+    image_size: int = 64
+    """side of the square head-camera image for fake inputs and latency checks, px; any H, W >= 32 is accepted"""
+    proprio_dim: int = 137
+    """P: proprioception floats per step"""
+    z_dim: int = 128
+    """D: latent-goal floats (DESIGN §3 LatentGoal)"""
+    horizon: int = 16
+    """H: frames per action chunk (at S0's rate)"""
+    action_dim: int = 69
+    """A: whole-body targets per frame, normalised units"""
+    width: int = 128
+    """d: token width of the prefix and the action expert"""
+    heads: int = 4
+    """attention heads (width must be divisible by it)"""
+    layers: int = 3
+    """action-expert transformer blocks"""
+    mlp_ratio: int = 2
+    """hidden width of every transformer MLP, as a multiple of width (2, not the usual 4: it is ~30% of the
+    per-step matmul time at batch 1, where the 10-step sample must stay under 20 ms on one thread)"""
+    prefix_layers: int = 1
+    """pre-LN transformer layers mixing the prefix tokens (run once per chunk)"""
+    cnn_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
+    """output channels of the image encoder's stride-2 conv blocks"""
+    visual_grid: int = 3
+    """the last feature map is average-pooled to grid x grid visual tokens"""
+    keypoints: int = 16
+    """spatial-softmax keypoint maps, packed into one extra visual token"""
+    head: str = "flow"
+    """action head: "flow" (flow matching, π0), "diffusion" (DDPM ε-prediction) or "tokens" (autoregressive bins)"""
+    flow_steps: int = 10
+    """Euler steps from τ = 0 (noise) to τ = 1 (data) at inference"""
+    flow_beta_alpha: float = 1.5
+    """training time τ = flow_time_max·(1 − u), u ~ Beta(alpha, beta): emphasises noisy (low) τ"""
+    flow_beta_beta: float = 1.0
+    """second Beta parameter of the training-time distribution"""
+    flow_time_max: float = 0.999
+    """largest training τ (keeps τ = 1, the data itself, out of training)"""
+    diffusion_train_steps: int = 100
+    """T: DDPM steps of the squared-cosine schedule used in training"""
+    diffusion_sample_steps: int = 10
+    """ancestral steps at inference, on an evenly strided sub-sequence of the T steps"""
+    token_bins: int = 256
+    """K: uniform bins per action dimension over [-action_clip, action_clip]"""
+    token_embed_dim: int = 32
+    """rank of the token head's bin logits (shared bin embedding width)"""
+    token_temperature: float = 0.0
+    """token sampling temperature; 0 is greedy (argmax)"""
+    action_clip: float = 4.0
+    """normalised range ±clip: the token bins' span and the diffusion head's clamp on its x0 estimate"""
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"S1ModelConfig.head must be one of {HEADS}, got {self.head!r}")
+        if self.width % self.heads:
+            raise ValueError(f"S1ModelConfig: width {self.width} must be divisible by heads {self.heads}")
+        if min(self.proprio_dim, self.z_dim, self.horizon, self.action_dim, self.layers, self.visual_grid) < 1:
+            raise ValueError(f"S1ModelConfig: dimensions must be >= 1: {self}")
+        if self.image_size < 32 or not self.cnn_channels:
+            raise ValueError(f"S1ModelConfig: image_size >= 32 and non-empty cnn_channels needed: {self}")
+        if not 1 <= self.diffusion_sample_steps <= self.diffusion_train_steps:
+            raise ValueError("S1ModelConfig: need 1 <= diffusion_sample_steps <= diffusion_train_steps")
+        if self.flow_steps < 1 or not 0 < self.flow_time_max <= 1 or self.token_bins < 2 or self.action_clip <= 0:
+            raise ValueError(f"S1ModelConfig: bad flow/token settings: {self}")
+
+
+@dataclass
+class TrainS1Config:
+    """``humanoid train s1``: behaviour cloning of teacher demonstrations."""
+
+    model: S1ModelConfig = field(default_factory=S1ModelConfig)
+    data: str = "data/demos"
+    """demonstration dataset (LeRobot v3 layout, from ``humanoid collect``)"""
+    eval_data: str = "data/demos_eval"
+    """held-out demonstrations (``humanoid collect split=eval``) for the chunk error; "" = none"""
+    steps: int = 4000
+    """optimiser steps"""
+    batch_size: int = 64
+    """samples per step"""
+    lr: float = 3e-4
+    """peak learning rate (linear warm-up, cosine decay)"""
+    warmup: int = 200
+    """warm-up steps"""
+    weight_decay: float = 1e-4
+    """AdamW weight decay"""
+    shift_px: int = 4
+    """random-shift image augmentation, pixels"""
+    threads: int = 2
+    """torch CPU threads"""
+    log_every: int = 50
+    """steps between metric logs"""
+    eval_every: int = 500
+    """steps between held-out chunk errors"""
+    save_every: int = 500
+    """steps between checkpoints"""
+    out: str = "runs/s1"
+    """checkpoint folder"""
+    resume: str = ""
+    """a train.safetensors to continue from"""
+    seed: int = 0
+    """torch and sampling seed"""
+    eval_episodes: int = 12
+    """closed-loop episodes (held-out layouts) run after training, logged with a video; 0 = none"""
+    stack: StackConfig = field(default_factory=StackConfig)
+    """the stack those episodes run in"""
+    tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="s1-train"))
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
+
+
+@dataclass
+class EvalS1Config:
+    """``humanoid eval s1``: each head's held-out chunk error, closed-loop success and latency."""
+
+    stack: StackConfig = field(default_factory=StackConfig)
+    checkpoints: list[str] = field(default_factory=lambda: ["checkpoints/s1/policy.safetensors"])
+    """S1 checkpoints to compare (one per head)"""
+    eval_data: str = "data/demos_eval"
+    """held-out demonstrations for the chunk error ("" = skip it)"""
+    episodes: int = 24
+    """closed-loop episodes per checkpoint (held-out layouts and paraphrases, families in turn)"""
+    seed: int = 0
+    """first evaluation episode seed"""
+    latency_calls: int = 200
+    """single-chunk inference calls timed on one thread"""
+    video: str = ""
+    """write an mp4 of the first closed-loop episode of each head into this folder ("" = none)"""
+    tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="s1-eval"))

@@ -1,0 +1,58 @@
+"""The trained S1 as an inference object: (image, proprio, z) -> one denormalised chunk, plus its goal encoder.
+
+Loads a ``s1-policy`` checkpoint (safetensors + JSON): the model, the goal encoder and the normaliser
+statistics it was trained with. Rate: S1's (25 Hz by default); one chunk per call, batch 1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from infra.checkpoint import CheckpointError, load_checkpoint, unflatten_state
+from infra.config.s1 import S1ModelConfig
+from s1_policy.goal import GoalEncoder
+from s1_policy.model import S1Model
+
+POLICY_KIND = "s1-policy"
+KINDS = ("s1-policy", "s1-train")
+
+
+class S1Policy:
+    """``infer(image (S, S, 3) uint8, proprio (P,), z (D,)) -> (H, A) float32`` in physical units."""
+
+    def __init__(self, path: str | Path, seed: int = 0) -> None:
+        ckpt = load_checkpoint(path)
+        if ckpt.sidecar.get("kind") not in KINDS:
+            raise CheckpointError(f"{path}: expected an S1 checkpoint ({' or '.join(KINDS)}), "
+                                  f"got {ckpt.sidecar.get('kind')}")
+        self.path, self.meta = Path(path), ckpt.meta
+        self.config = S1ModelConfig(**ckpt.meta["model"])
+        self.model = S1Model(self.config)
+        self.model.load_state_dict(unflatten_state("model", ckpt.tensors))
+        self.model.eval()
+        self.goal = GoalEncoder(int(ckpt.meta["goal_dim"]), self.config.z_dim)
+        self.goal.load_state_dict(unflatten_state("goal", ckpt.tensors))
+        self.goal.eval()
+        self.stats = {k.removeprefix("stats/"): v for k, v in ckpt.tensors.items() if k.startswith("stats/")}
+        self.generator = torch.Generator().manual_seed(seed)
+        self.seed = seed
+
+    def reset(self) -> None:
+        """A new episode: the sampling noise restarts from the seed (deterministic episodes)."""
+        self.generator.manual_seed(self.seed)
+
+    @torch.inference_mode()
+    def encode_goal(self, goal_params: np.ndarray) -> np.ndarray:
+        """Privileged goal parameters (G,) -> z (D,) float32."""
+        return self.goal(torch.as_tensor(goal_params, dtype=torch.float32)[None])[0].numpy()
+
+    @torch.inference_mode()
+    def infer(self, image: np.ndarray, proprio: np.ndarray, z: np.ndarray) -> np.ndarray:
+        s = self.stats
+        img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
+        p = (torch.as_tensor(proprio, dtype=torch.float32)[None] - s["proprio_mean"]) / s["proprio_std"]
+        chunk = self.model.sample(img, p, torch.as_tensor(z, dtype=torch.float32)[None], generator=self.generator)
+        return (chunk[0] * s["action_std"] + s["action_mean"]).numpy().astype(np.float32)

@@ -1,0 +1,192 @@
+"""S1 training: behaviour cloning of the teacher's chunks with the flow-matching (or diffusion, tokens) head.
+
+Data: a demonstration dataset (LeRobot v3 layout) with one row per S1 tick: head-camera frame, proprio,
+privileged goal parameters and the teacher's chunk. The goal encoder (goal parameters -> z) trains jointly
+with the model. Inputs and chunks are normalised per dimension with the training set's mean and std
+(stored in the checkpoint). Images get a random shift of up to ``shift_px`` pixels (DrQ's augmentation),
+the usual remedy for a small CNN over-fitting a few hundred episodes.
+
+Checkpoints are safetensors + JSON (model, goal encoder, normaliser statistics, optimiser, step, config).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from infra.checkpoint import check_config_matches, flatten_state, load_checkpoint, save_checkpoint, unflatten_state
+from infra.config import to_dict
+from infra.config.s1 import TrainS1Config
+from s1_policy.dataset import DemoDataset
+from s1_policy.goal import GoalEncoder
+from s1_policy.model import S1Model
+
+IMAGE_KEY = "observation.images.head"
+TRAIN_KIND, POLICY_KIND = "s1-train", "s1-policy"
+STD_FLOOR = 1e-2  # dimensions that barely move (held fingers) are not blown up by normalisation
+
+
+@dataclass
+class Demos:
+    """A dataset in memory. images (N, S, S, 3) uint8; proprio (N, P); goal (N, G); actions (N, H, A)."""
+
+    images: np.ndarray
+    proprio: np.ndarray
+    goal: np.ndarray
+    actions: np.ndarray
+    episode: np.ndarray  # (N,) episode index of each row
+
+    def __len__(self) -> int:
+        return len(self.proprio)
+
+
+def load_demos(root: str | Path, horizon: int) -> Demos:
+    ds = DemoDataset(root)
+    images = np.concatenate([ds.video_frames(IMAGE_KEY, e["episode_index"]) for e in ds.episodes])
+    actions = ds.column("action")
+    if actions.shape[1] % horizon:
+        raise ValueError(f"{root}: action has {actions.shape[1]} values per row, not a multiple of horizon {horizon}")
+    n = len(ds)
+    if len(images) != n:
+        raise ValueError(f"{root}: {len(images)} video frames for {n} rows")
+    return Demos(images, ds.column("observation.state"), ds.column("observation.goal"),
+                 actions.reshape(n, horizon, -1), ds.column("episode_index"))
+
+
+def normaliser_stats(d: Demos) -> dict[str, torch.Tensor]:
+    """Per-dimension mean and std (floored) of proprio and of the chunk's per-frame values."""
+    a = d.actions.reshape(-1, d.actions.shape[-1])
+    return {"proprio_mean": torch.from_numpy(d.proprio.mean(0)), "proprio_std":
+            torch.from_numpy(np.maximum(d.proprio.std(0), STD_FLOOR)), "action_mean": torch.from_numpy(a.mean(0)),
+            "action_std": torch.from_numpy(np.maximum(a.std(0), STD_FLOOR))}
+
+
+def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """DrQ augmentation: replicate-pad by ``pad`` and crop back at a random offset. (B, 3, S, S) uint8."""
+    if pad <= 0:
+        return images
+    b, _, h, w = images.shape
+    padded = F.pad(images.float(), (pad, pad, pad, pad), mode="replicate")
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+    rows = (dy[:, None] + torch.arange(h)[None])  # (B, h)
+    cols = (dx[:, None] + torch.arange(w)[None])  # (B, w)
+    out = padded[torch.arange(b)[:, None, None, None], torch.arange(3)[None, :, None, None],
+                 rows[:, None, :, None], cols[:, None, None, :]]
+    return out.to(torch.uint8)
+
+
+class Batcher:
+    """Normalised torch batches from :class:`Demos`."""
+
+    def __init__(self, d: Demos, stats: dict[str, torch.Tensor]) -> None:
+        self.d, self.stats = d, stats
+
+    def get(self, idx: np.ndarray) -> tuple[torch.Tensor, ...]:
+        d, s = self.d, self.stats
+        image = torch.from_numpy(d.images[idx]).permute(0, 3, 1, 2).contiguous()  # (B, 3, S, S) uint8
+        proprio = (torch.from_numpy(d.proprio[idx]) - s["proprio_mean"]) / s["proprio_std"]
+        actions = (torch.from_numpy(d.actions[idx]) - s["action_mean"]) / s["action_std"]
+        return image, proprio, torch.from_numpy(d.goal[idx]), actions
+
+
+def chunk_error(model: S1Model, goal: GoalEncoder, batcher: Batcher, n: int = 512, seed: int = 0) -> float:
+    """Mean squared error (normalised units) of sampled chunks against held-out demonstrations."""
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(batcher.d), size=min(n, len(batcher.d)), replace=False)
+    model.eval()
+    errs = []
+    with torch.inference_mode():
+        for part in np.array_split(idx, max(1, len(idx) // 128)):
+            image, proprio, g, actions = batcher.get(part)
+            pred = model.sample(image, proprio, goal(g), generator=torch.Generator().manual_seed(seed))
+            errs.append(((pred - actions) ** 2).mean(dim=(1, 2)))
+    model.train()
+    return float(torch.cat(errs).mean())
+
+
+def save_s1(path: Path, kind: str, model: S1Model, goal: GoalEncoder, stats: dict, cfg: TrainS1Config, step: int,
+            extra: dict | None = None, optimizer: torch.optim.Optimizer | None = None) -> Path:
+    tensors = {**flatten_state("model", model.state_dict()), **flatten_state("goal", goal.state_dict()),
+               **{f"stats/{k}": v for k, v in stats.items()}}
+    meta = {"config": to_dict(cfg), "model": to_dict(cfg.model), "goal_dim": goal.goal_dim, "step": step,
+            **(extra or {})}
+    if optimizer is not None:
+        tensors |= {f"optim/{i}/{k}": v for i, s in optimizer.state_dict()["state"].items() for k, v in s.items()
+                    if torch.is_tensor(v)}
+        meta["optimizer_steps"] = {str(i): float(s["step"]) for i, s in optimizer.state_dict()["state"].items()}
+    return save_checkpoint(path, tensors, meta, kind=kind)
+
+
+def _restore(path: str, model: S1Model, goal: GoalEncoder, opt: torch.optim.Optimizer, cfg: TrainS1Config) -> int:
+    ckpt = load_checkpoint(path, kind=TRAIN_KIND)
+    check_config_matches(ckpt.meta["config"], to_dict(cfg), ["model", "data"])
+    model.load_state_dict(unflatten_state("model", ckpt.tensors))
+    goal.load_state_dict(unflatten_state("goal", ckpt.tensors))
+    state: dict = {}
+    for key, value in ckpt.tensors.items():
+        if key.startswith("optim/"):
+            _, i, name = key.split("/", 2)
+            state.setdefault(int(i), {})[name] = value
+    sd = opt.state_dict()
+    sd["state"] = state
+    opt.load_state_dict(sd)
+    return int(ckpt.meta["step"])
+
+
+def train_s1(cfg: TrainS1Config, progress: bool = True, tracker=None) -> dict:
+    """Train for ``cfg.steps``; checkpoints ``train.safetensors`` (resumable) and ``policy.safetensors``."""
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    demos = load_demos(cfg.data, cfg.model.horizon)
+    held = load_demos(cfg.eval_data, cfg.model.horizon) if cfg.eval_data else None
+    stats = normaliser_stats(demos)
+    if cfg.resume:
+        stats = {k.removeprefix("stats/"): v for k, v in load_checkpoint(cfg.resume, kind=TRAIN_KIND).tensors.items()
+                 if k.startswith("stats/")}
+    model = S1Model(cfg.model)
+    goal = GoalEncoder(demos.goal.shape[1], cfg.model.z_dim)
+    params = list(model.parameters()) + list(goal.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start = _restore(cfg.resume, model, goal, opt, cfg) if cfg.resume else 0
+    batcher = Batcher(demos, stats)
+    held_batcher = Batcher(held, stats) if held is not None else None
+    rng = np.random.default_rng(cfg.seed + start)
+    gen = torch.Generator().manual_seed(cfg.seed + start)
+    metrics: dict[str, float] = {}
+    t0 = time.perf_counter()
+    bar = tqdm(range(start, cfg.steps), desc=f"train s1 ({cfg.model.head})", disable=not progress)
+    for step in bar:
+        lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        image, proprio, g, actions = batcher.get(rng.integers(0, len(demos), cfg.batch_size))
+        loss, logs = model.loss(random_shift(image, cfg.shift_px, gen), proprio, goal(g), actions)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        metrics = {"loss/total": float(loss.detach()), **logs, "train/lr": lr}
+        if (step + 1) % cfg.log_every == 0:
+            metrics["perf/samples_per_s"] = cfg.log_every * cfg.batch_size / (time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            if held_batcher is not None and (step + 1) % cfg.eval_every == 0:
+                metrics["eval/chunk_error"] = chunk_error(model, goal, held_batcher)
+            if tracker is not None:
+                tracker.log_metrics(metrics, step=step + 1)
+            bar.set_postfix(loss=f"{float(loss):.4f}")
+        if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
+            save_s1(out / "train.safetensors", TRAIN_KIND, model, goal, stats, cfg, step + 1, optimizer=opt)
+            save_s1(out / "policy.safetensors", POLICY_KIND, model, goal, stats, cfg, step + 1)
+    if held_batcher is not None:
+        metrics["eval/chunk_error"] = chunk_error(model, goal, held_batcher)
+    return {k: v for k, v in metrics.items()} | {"step": cfg.steps}

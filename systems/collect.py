@@ -1,0 +1,81 @@
+"""``humanoid collect``: scripted-teacher demonstrations, executed by the trained S0, in the LeRobot v3 layout.
+
+Each episode draws a task (family, paraphrase, layout) from the training (or held-out) range, runs the
+teacher in S1's place in the lockstep runner and records one row per S1 tick: the head-camera frame, the
+proprioception, the privileged goal parameters, the robot's planar pose and the teacher's chunk. Episodes
+in which the body falls are dropped (a demonstration of falling teaches S1 nothing it should do).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from infra.config.stack import CollectConfig
+from s1_policy.dataset import DatasetWriter, Feature
+from s1_policy.features import action_dim, chunk_to_array, proprio_dim
+from systems.lockstep import LockstepRunner, Tick
+from systems.tasks import FAMILY_NAMES, GOAL_DIM, sample_task, task_rng, task_scene
+from systems.teacher import GoalParamsLayer, TeacherLayer
+
+IMAGE_KEY = "observation.images.head"
+GOAL_TARGET_NAMES = ["target.bearing_cos", "target.bearing_sin", "target.distance", "target.present"]
+
+
+def demo_features(n_dof: int, horizon: int, image_size: int) -> dict[str, Feature]:
+    """The per-frame features of a demonstration dataset (one frame per S1 tick)."""
+    return {
+        IMAGE_KEY: Feature("video", (image_size, image_size, 3), ["height", "width", "channels"]),
+        "observation.state": Feature("float32", (proprio_dim(n_dof),)),
+        "observation.goal": Feature("float32", (GOAL_DIM,), [f"family.{f}" for f in FAMILY_NAMES] + GOAL_TARGET_NAMES),
+        "observation.root_pose": Feature("float32", (3,), ["x", "y", "yaw"]),
+        "action": Feature("float32", (horizon * action_dim(n_dof),)),
+    }
+
+
+def collect(cfg: CollectConfig, progress: bool = True, tracker=None) -> dict:
+    """Record ``cfg.episodes`` successful-or-not (but upright) teacher episodes into ``cfg.out``."""
+    runner = LockstepRunner(cfg.stack)
+    body = runner.body
+    teacher, goal = TeacherLayer(body, cfg.stack.rates.horizon, runner.backend.ctrl_dt), GoalParamsLayer()
+    fps = 1.0 / cfg.stack.rates.s1_period_s
+    feats = demo_features(body.n_dof, cfg.stack.rates.horizon, cfg.stack.image_size)
+    stats = {"episodes": 0, "dropped_fell": 0, "frames": 0, "teacher_success": 0}
+    per_family: dict[str, list[bool]] = {}
+    t0 = time.perf_counter()
+    try:
+        with DatasetWriter(cfg.out, fps, feats) as writer:
+            bar = tqdm(range(cfg.episodes), desc="collect", disable=not progress)
+            for i in bar:
+                task = sample_task(task_rng(cfg.seed + i, cfg.split), task_scene(cfg.stack.scene), cfg.split,
+                                   cfg.families or None)
+                rows: list[Tick] = []
+                result = runner.run(task, teacher, goal, record=rows.append)
+                per_family.setdefault(task.family, []).append(result.success)
+                if result.fell:
+                    stats["dropped_fell"] += 1
+                    continue
+                for tick in rows:
+                    p = tick.privileged
+                    writer.add_frame({IMAGE_KEY: tick.image, "observation.state": tick.proprio,
+                                      "observation.goal": tick.z.astype(np.float32),
+                                      "observation.root_pose": np.array([*p.root_xy, p.root_yaw], dtype=np.float32),
+                                      "action": chunk_to_array(tick.chunk).reshape(-1)}, task=task.instruction)
+                writer.save_episode()
+                stats["episodes"] += 1
+                stats["frames"] += len(rows)
+                stats["teacher_success"] += int(result.success)
+                bar.set_postfix(kept=stats["episodes"], fell=stats["dropped_fell"])
+                if tracker is not None:
+                    tracker.log_metrics({"collect/episodes": stats["episodes"], "collect/fell": stats["dropped_fell"]},
+                                        step=i)
+            root = writer.finalize()
+    finally:
+        runner.close()
+    stats["wall_s"] = round(time.perf_counter() - t0, 1)
+    stats["teacher_success_by_family"] = {f: round(float(np.mean(v)), 3) for f, v in sorted(per_family.items())}
+    stats["out"] = str(Path(root))
+    return stats

@@ -1,0 +1,74 @@
+"""``humanoid eval s1``: the action heads side by side.
+
+For each S1 checkpoint (one per head): ``chunk_error`` (mean squared error in normalised units of sampled
+chunks against held-out demonstrations), ``success_rate`` (closed loop in the lockstep runner with the
+trained S0 and S1's privileged goal encoder in S2's place, on held-out layouts and paraphrases, the task
+families in turn), ``latency_ms_p50`` / ``latency_ms_p99`` (image encoding plus one full chunk sample, batch 1,
+one CPU thread).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from infra.config.s1 import EvalS1Config
+from s1_policy.model import measure_latency
+from s1_policy.policy import S1Policy
+from s1_policy.train import Batcher, chunk_error, load_demos
+from systems.layers import GoalEncoderLayer, S1Layer
+from systems.lockstep import LockstepRunner
+from systems.tasks import FAMILY_NAMES, sample_task, task_rng, task_scene
+
+
+def closed_loop(runner: LockstepRunner, policy: S1Policy, cfg: EvalS1Config, progress: bool,
+                video_path: Path | None = None) -> dict:
+    """Run ``cfg.episodes`` held-out episodes; families in turn. Returns success overall and per family."""
+    s1 = S1Layer(policy, runner.body.n_dof, runner.backend.ctrl_dt)
+    s2 = GoalEncoderLayer(policy)
+    per_family: dict[str, list[bool]] = {}
+    fell = 0
+    for i in tqdm(range(cfg.episodes), desc=f"eval s1 ({policy.config.head})", disable=not progress):
+        family = FAMILY_NAMES[i % len(FAMILY_NAMES)]
+        task = sample_task(task_rng(cfg.seed + i, "eval"), task_scene(cfg.stack.scene), "eval", [family])
+        result = runner.run(task, s1, s2, video_every=2 if (video_path is not None and i == 0) else 0)
+        per_family.setdefault(family, []).append(result.success)
+        fell += int(result.fell)
+        if video_path is not None and result.frames:
+            import imageio.v2 as imageio
+
+            imageio.mimwrite(video_path, result.frames, fps=25, macro_block_size=8)
+    flat = [s for v in per_family.values() for s in v]
+    return {"success_rate": round(float(np.mean(flat)), 4), "fell_rate": round(fell / max(1, len(flat)), 4),
+            "per_family": {f: round(float(np.mean(v)), 3) for f, v in per_family.items()}}
+
+
+def evaluate_s1(cfg: EvalS1Config, progress: bool = True, tracker=None) -> dict:
+    torch.set_num_threads(1)
+    runner = LockstepRunner(cfg.stack)
+    heads: dict[str, dict] = {}
+    try:
+        for path in cfg.checkpoints:
+            policy = S1Policy(path)
+            name = policy.config.head
+            entry: dict = {"checkpoint": path}
+            if cfg.eval_data:
+                held = load_demos(cfg.eval_data, policy.config.horizon)
+                entry["chunk_error"] = round(chunk_error(policy.model, policy.goal, Batcher(held, policy.stats)), 4)
+            lat = measure_latency(policy.model, n=cfg.latency_calls)
+            entry["latency_ms_p50"], entry["latency_ms_p99"] = round(lat["p50_ms"], 2), round(lat["p99_ms"], 2)
+            video = Path(cfg.video) / f"s1_{name}.mp4" if cfg.video else None
+            if video is not None:
+                video.parent.mkdir(parents=True, exist_ok=True)
+            entry |= closed_loop(runner, policy, cfg, progress, video)
+            heads[name] = entry
+            if tracker is not None:
+                tracker.log_metrics({f"eval/{name}/{k}": v for k, v in entry.items() if isinstance(v, (int, float))})
+                if video is not None and video.exists():
+                    tracker.log_artifact(video)
+    finally:
+        runner.close()
+    return {"heads": heads, "episodes": cfg.episodes}

@@ -1,0 +1,86 @@
+"""``humanoid collect``, ``train s1`` and ``eval s1``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+from infra.tracking import Tracker
+
+
+def _print(result: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result))
+        return
+    for key, value in result.items():
+        print(f"{key:<32} {json.dumps(value) if isinstance(value, (dict, list)) else value}")
+
+
+def collect_cmd(cfg, as_json: bool) -> int:
+    from systems.collect import collect
+
+    if cfg.tracking.enabled:
+        with Tracker(cfg.tracking.experiment, tracking_uri=cfg.tracking.uri or None, config=cfg,
+                     tags={"command": "collect"}) as tracker:
+            result = collect(cfg, progress=not as_json, tracker=tracker)
+            tracker.log_metrics({"collect/frames": result["frames"], "collect/wall_s": result["wall_s"]})
+    else:
+        result = collect(cfg, progress=not as_json)
+    _print(result, as_json)
+    return 0
+
+
+def train_s1_cmd(cfg, as_json: bool) -> int:
+    from s1_policy.train import train_s1
+
+    with contextlib.ExitStack() as stack:
+        tracker = None
+        if cfg.tracking.enabled:
+            tracker = stack.enter_context(Tracker(cfg.tracking.experiment, tracking_uri=cfg.tracking.uri or None,
+                                                  config=cfg, tags={"command": "train s1", "head": cfg.model.head}))
+        result = train_s1(cfg, progress=not as_json, tracker=tracker)
+        if cfg.eval_episodes > 0:
+            result |= _closed_loop_after_training(cfg, as_json, tracker)
+        if tracker is not None:
+            for name in ("policy.safetensors", "policy.json"):
+                tracker.log_artifact(f"{cfg.out}/{name}", artifact_path="checkpoint")
+    _print(result, as_json)
+    return 0
+
+
+def _closed_loop_after_training(cfg, as_json: bool, tracker) -> dict:
+    """Held-out closed-loop episodes with the fresh checkpoint; the first one is written as a video."""
+    import torch
+
+    from infra.config.s1 import EvalS1Config
+    from s1_policy.policy import S1Policy
+    from systems.eval_s1 import closed_loop
+    from systems.lockstep import LockstepRunner
+
+    torch.set_num_threads(1)
+    ecfg = EvalS1Config(stack=cfg.stack, episodes=cfg.eval_episodes, seed=cfg.seed)
+    runner = LockstepRunner(cfg.stack)
+    video = Path(cfg.out) / f"closed_loop_{cfg.model.head}.mp4"
+    try:
+        out = closed_loop(runner, S1Policy(Path(cfg.out) / "policy.safetensors"), ecfg, not as_json, video)
+    finally:
+        runner.close()
+    if tracker is not None:
+        tracker.log_metrics({"eval/success_rate": out["success_rate"], "eval/fell_rate": out["fell_rate"]})
+        if video.exists():
+            tracker.log_artifact(video)
+    return {f"eval/{k}": v for k, v in out.items()}
+
+
+def eval_s1_cmd(cfg, as_json: bool) -> int:
+    from systems.eval_s1 import evaluate_s1
+
+    if cfg.tracking.enabled:
+        with Tracker(cfg.tracking.experiment, tracking_uri=cfg.tracking.uri or None, config=cfg,
+                     tags={"command": "eval s1"}) as tracker:
+            result = evaluate_s1(cfg, progress=not as_json, tracker=tracker)
+    else:
+        result = evaluate_s1(cfg, progress=not as_json)
+    _print(result, as_json)
+    return 0

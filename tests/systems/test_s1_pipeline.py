@@ -1,0 +1,96 @@
+"""Demonstrations -> S1 training -> the trained S1 in the lockstep runner, at toy sizes (real files, real sim)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from infra.checkpoint import CheckpointError
+from infra.config.s1 import S1ModelConfig, TrainS1Config
+from infra.config.stack import CollectConfig, StackConfig
+from s1_policy.dataset import DemoDataset
+from s1_policy.policy import S1Policy
+from s1_policy.train import train_s1
+from systems.collect import IMAGE_KEY, collect
+from systems.layers import GoalEncoderLayer, S1Layer
+from systems.lockstep import LockstepRunner
+from systems.tasks import FAMILY_NAMES, instructions, sample_task, task_rng, task_scene
+
+STACK = StackConfig(image_size=32)
+TINY = S1ModelConfig(image_size=32, width=32, heads=2, layers=1, cnn_channels=[8, 16], keypoints=4, visual_grid=2)
+
+
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demos") / "ds"
+    stats = collect(CollectConfig(stack=STACK, episodes=1, out=str(root), families=["arms_up"]), progress=False)
+    return root, stats
+
+
+def test_collected_dataset_holds_what_s1_trains_on(demos):
+    root, stats = demos
+    ds = DemoDataset(root)
+    assert stats["episodes"] == 1 and len(ds) == stats["frames"] == 125  # 5 s at 25 Hz
+    assert ds.info["fps"] == 25 and ds.info["codebase_version"] == "v3.0"
+    actions = ds.column("action").reshape(len(ds), 16, -1)
+    assert actions.shape[2] == 65 + 4 and np.isfinite(actions).all()
+    goal = ds.column("observation.goal")
+    assert np.all(goal[:, FAMILY_NAMES.index("arms_up")] == 1.0)
+    assert ds.task_of(0) in instructions("arms_up", "train")
+    frames = ds.video_frames(IMAGE_KEY, 0)
+    assert frames.shape == (125, 32, 32, 3) and frames.std() > 5
+
+
+def _cfg(root, out, steps, **kw) -> TrainS1Config:
+    return TrainS1Config(model=TINY, data=str(root), eval_data="", steps=steps, batch_size=8, log_every=1,
+                         save_every=2, out=str(out), threads=1, eval_episodes=0, warmup=1, **kw)
+
+
+def test_train_two_steps_then_resume(demos, tmp_path):
+    root, _ = demos
+    first = train_s1(_cfg(root, tmp_path, 2), progress=False)
+    assert first["step"] == 2 and np.isfinite(first["loss/total"])
+    resumed = train_s1(_cfg(root, tmp_path, 4, resume=str(tmp_path / "train.safetensors")), progress=False)
+    assert resumed["step"] == 4
+    policy = S1Policy(tmp_path / "policy.safetensors")
+    assert policy.meta["step"] == 4
+    chunk = policy.infer(np.zeros((32, 32, 3), np.uint8), np.zeros(137, np.float32), np.zeros(128, np.float32))
+    assert chunk.shape == (16, 69) and np.isfinite(chunk).all()
+
+
+def test_resume_with_another_model_names_the_mismatch(demos, tmp_path):
+    root, _ = demos
+    train_s1(_cfg(root, tmp_path, 2), progress=False)
+    wider = TrainS1Config(**{**_cfg(root, tmp_path, 4).__dict__, "model": S1ModelConfig(**{**TINY.__dict__,
+                                                                                         "width": 64}),
+                             "resume": str(tmp_path / "train.safetensors")})
+    with pytest.raises(CheckpointError, match="model"):
+        train_s1(wider, progress=False)
+
+
+def test_corrupted_checkpoint_is_refused(demos, tmp_path):
+    root, _ = demos
+    train_s1(_cfg(root, tmp_path, 2), progress=False)
+    path = tmp_path / "policy.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):
+        S1Policy(path)
+
+
+def test_trained_s1_drives_the_stack(demos, tmp_path):
+    root, _ = demos
+    train_s1(_cfg(root, tmp_path, 2), progress=False)
+    policy = S1Policy(tmp_path / "policy.safetensors")
+    runner = LockstepRunner(STACK)
+    try:
+        task = sample_task(task_rng(0, "eval"), task_scene(STACK.scene), "eval", ["arms_up"])
+        ticks = []
+        result = runner.run(task, S1Layer(policy, runner.body.n_dof, runner.backend.ctrl_dt),
+                            GoalEncoderLayer(policy), record=ticks.append, max_seconds=0.4)
+    finally:
+        runner.close()
+    assert result.ticks["s1"] == 10 and len(ticks) == 10
+    assert ticks[0].z.shape == (128,) and np.all(np.abs(ticks[0].z) < 1)
+    assert all(np.isfinite(t.chunk.joint_pos).all() for t in ticks)
