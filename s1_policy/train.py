@@ -57,7 +57,7 @@ def load_demos(root: str | Path, horizon: int) -> Demos:
     if len(images) != n:
         raise ValueError(f"{root}: {len(images)} video frames for {n} rows")
     return Demos(images, ds.column("observation.state"), ds.column("observation.goal"),
-                 actions.reshape(n, horizon, -1), ds.column("episode_index"))
+                 actions.reshape(n, horizon, -1), ds.column("episode_index").reshape(-1))
 
 
 def normaliser_stats(d: Demos) -> dict[str, torch.Tensor]:
