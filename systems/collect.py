@@ -3,7 +3,9 @@
 Each episode draws a task (family, paraphrase, layout) from the training (or held-out) range, runs the
 teacher in S1's place in the lockstep runner and records one row per S1 tick: the head-camera frame, the
 proprioception, the privileged goal parameters, the robot's planar pose and the teacher's chunk. Episodes
-in which the body falls are dropped (a demonstration of falling teaches S1 nothing it should do).
+in which the body falls keep only what came before the last ``FALL_MARGIN_S`` before the fall (the teacher's
+reference was right; S0 failed to track it, and the seconds before a fall teach S1 nothing it should do);
+what is left is dropped when shorter than ``MIN_EPISODE_S``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from systems.tasks import FAMILY_NAMES, GOAL_DIM, sample_task, task_rng, task_sc
 from systems.teacher import GoalParamsLayer, TeacherLayer
 
 IMAGE_KEY = "observation.images.head"
+FALL_MARGIN_S = 1.5
+MIN_EPISODE_S = 2.0
 GOAL_TARGET_NAMES = ["target.bearing_cos", "target.bearing_sin", "target.distance", "target.present"]
 
 
@@ -43,7 +47,7 @@ def collect(cfg: CollectConfig, progress: bool = True, tracker=None) -> dict:
     teacher, goal = TeacherLayer(body, cfg.stack.rates.horizon, runner.backend.ctrl_dt), GoalParamsLayer()
     fps = 1.0 / cfg.stack.rates.s1_period_s
     feats = demo_features(body.n_dof, cfg.stack.rates.horizon, cfg.stack.image_size)
-    stats = {"episodes": 0, "dropped_fell": 0, "frames": 0, "teacher_success": 0}
+    stats = {"episodes": 0, "truncated_fell": 0, "dropped_fell": 0, "frames": 0, "teacher_success": 0}
     per_family: dict[str, list[bool]] = {}
     t0 = time.perf_counter()
     try:
@@ -56,8 +60,11 @@ def collect(cfg: CollectConfig, progress: bool = True, tracker=None) -> dict:
                 result = runner.run(task, teacher, goal, record=rows.append)
                 per_family.setdefault(task.family, []).append(result.success)
                 if result.fell:
-                    stats["dropped_fell"] += 1
-                    continue
+                    rows = [r for r in rows if r.time < result.duration_s - FALL_MARGIN_S]
+                    if not rows or rows[-1].time < MIN_EPISODE_S:
+                        stats["dropped_fell"] += 1
+                        continue
+                    stats["truncated_fell"] += 1
                 for tick in rows:
                     p = tick.privileged
                     writer.add_frame({IMAGE_KEY: tick.image, "observation.state": tick.proprio,
@@ -68,7 +75,7 @@ def collect(cfg: CollectConfig, progress: bool = True, tracker=None) -> dict:
                 stats["episodes"] += 1
                 stats["frames"] += len(rows)
                 stats["teacher_success"] += int(result.success)
-                bar.set_postfix(kept=stats["episodes"], fell=stats["dropped_fell"])
+                bar.set_postfix(kept=stats["episodes"], fell=stats["truncated_fell"] + stats["dropped_fell"])
                 if tracker is not None:
                     tracker.log_metrics({"collect/episodes": stats["episodes"], "collect/fell": stats["dropped_fell"]},
                                         step=i)

@@ -24,7 +24,7 @@ from systems.lockstep import ChunkLayer, GoalLayer, Privileged
 from systems.tasks import Task, goal_params
 
 TURN_RATE = 0.6  # rad/s, in place
-WALK_SPEED = 0.5  # m/s forward
+WALK_SPEED = 0.3  # m/s forward (the trained S0 falls more often at 0.5)
 BACK_SPEED = 0.35  # m/s backward
 STOP_SHORT_M = 0.55  # walk_to stops this far before the object centre
 
@@ -43,7 +43,7 @@ def _walk(body: Body, kin: Kinematics, distance: float) -> MotionClip:
     speed = WALK_SPEED if distance >= 0 else -BACK_SPEED
     ramp = 1.0
     steady = max(0.0, abs(distance / speed) - ramp)
-    gait = Gait(vx=speed, cycle=1.0 if distance >= 0 else 1.1, pelvis_height=0.9 if distance >= 0 else 0.91,
+    gait = Gait(vx=speed, cycle=1.2 if distance >= 0 else 1.1, pelvis_height=0.92 if distance >= 0 else 0.91,
                 steady=steady, ramp=ramp)
     return locomotion(body, "walk", gait, kin, settle=1.0)
 
