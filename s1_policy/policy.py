@@ -28,7 +28,7 @@ class S1Policy:
         if ckpt.sidecar.get("kind") not in KINDS:
             raise CheckpointError(f"{path}: expected an S1 checkpoint ({' or '.join(KINDS)}), "
                                   f"got {ckpt.sidecar.get('kind')}")
-        self.path, self.meta = Path(path), ckpt.meta
+        self.path, self.meta, self.sha256 = Path(path), ckpt.meta, ckpt.sidecar["sha256"]
         self.config = S1ModelConfig(**ckpt.meta["model"])
         self.model = S1Model(self.config)
         self.model.load_state_dict(unflatten_state("model", ckpt.tensors))

@@ -14,13 +14,15 @@ from collections.abc import Callable
 from infra.config import ConfigError, load_config, to_yaml
 from infra.config.s0 import BenchS0Config, EvalS0Config, TrainS0Config
 from infra.config.s1 import EvalS1Config, TrainS1Config
+from infra.config.s2 import EvalStackConfig, TrainS2Config
 from infra.config.schemas import BenchSimConfig, BodyInfoConfig, MotionConfig, RunConfig
 from infra.config.stack import CollectConfig
 from infra.gl import ensure_gl_backend
 
 SCHEMAS = {"run": RunConfig, "body-info": BodyInfoConfig, "bench-sim": BenchSimConfig, "motion": MotionConfig,
            "train-s0": TrainS0Config, "eval-s0": EvalS0Config, "bench-s0": BenchS0Config,
-           "collect": CollectConfig, "train-s1": TrainS1Config, "eval-s1": EvalS1Config}
+           "collect": CollectConfig, "train-s1": TrainS1Config, "eval-s1": EvalS1Config,
+           "train-s2": TrainS2Config, "eval-stack": EvalStackConfig}
 
 ALIASES = {"train-s1": {"head": "model.head"}}  # short names the issues and the README use
 
@@ -109,11 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
          _lazy("systems.s0_cmd", "train_s0_cmd"))
     _add(train, "s1", "S1 behaviour cloning (head=flow|diffusion|tokens)", "train-s1",
          _lazy("systems.s1_cmd", "train_s1_cmd"))
+    _add(train, "s2", "S2 distillation of S1's goal encoder from image + instruction", "train-s2",
+         _lazy("systems.s1_cmd", "train_s2_cmd"))
     evaluate = sub.add_parser("eval", help="evaluation").add_subparsers(dest="eval_command", required=True)
     _add(evaluate, "s0", "S0 tracking: success rate, MPJPE, joint errors per clip", "eval-s0",
          _lazy("systems.s0_cmd", "eval_s0_cmd"))
     _add(evaluate, "s1", "S1 heads: held-out chunk error, closed-loop success, latency", "eval-s1",
          _lazy("systems.s1_cmd", "eval_s1_cmd"))
+    _add(evaluate, "stack", "S2 + S1 + S0 closed loop on held-out layouts and paraphrases", "eval-stack",
+         _lazy("systems.s1_cmd", "eval_stack_cmd"))
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench_command", required=True)
     _add(bench, "sim", "raw single-thread physics vs the batched backend", "bench-sim", _cmd_bench_sim)
     _add(bench, "s0", "S0 training throughput vs the physics ceiling, policy latency", "bench-s0",

@@ -84,3 +84,40 @@ def eval_s1_cmd(cfg, as_json: bool) -> int:
         result = evaluate_s1(cfg, progress=not as_json)
     _print(result, as_json)
     return 0
+
+
+def train_s2_cmd(cfg, as_json: bool) -> int:
+    """``humanoid train s2``: z targets from the frozen S1 goal encoder, then :func:`s2_vlm.train.train_s2`."""
+    from s1_policy.policy import S1Policy
+    from s2_vlm.train import train_s2
+    from systems.s2_layer import s2_data
+
+    s1 = S1Policy(cfg.s1_checkpoint)
+    data = s2_data(cfg.data, s1)
+    held = s2_data(cfg.eval_data, s1) if cfg.eval_data else None
+    meta = {"s1_checkpoint": cfg.s1_checkpoint, "s1_sha256": s1.sha256,
+            "instructions": sorted(set(data.texts))}
+    with contextlib.ExitStack() as stack:
+        tracker = None
+        if cfg.tracking.enabled:
+            tracker = stack.enter_context(Tracker(cfg.tracking.experiment, tracking_uri=cfg.tracking.uri or None,
+                                                  config=cfg, tags={"command": "train s2"}))
+        result = train_s2(cfg, data, held, meta, progress=not as_json, tracker=tracker)
+        if tracker is not None:
+            for name in ("policy.safetensors", "policy.json"):
+                tracker.log_artifact(f"{cfg.out}/{name}", artifact_path="checkpoint")
+    _print(result, as_json)
+    return 0
+
+
+def eval_stack_cmd(cfg, as_json: bool) -> int:
+    from systems.eval_stack import evaluate_stack
+
+    if cfg.tracking.enabled:
+        with Tracker(cfg.tracking.experiment, tracking_uri=cfg.tracking.uri or None, config=cfg,
+                     tags={"command": "eval stack"}) as tracker:
+            result = evaluate_stack(cfg, progress=not as_json, tracker=tracker)
+    else:
+        result = evaluate_stack(cfg, progress=not as_json)
+    _print(result, as_json)
+    return 0

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from infra.config.schemas import TrackingConfig
+from infra.config.stack import StackConfig
+
 FAMILIES = ("walk_to", "face", "point_at", "turn_left", "turn_right", "walk_forward", "walk_backward", "wave_left",
             "wave_right", "squat", "arms_up", "stop")
 """the task families, in the order of S2's ``family`` logits"""
@@ -90,3 +93,71 @@ class S2LossWeights:
         bad = {k: v for k, v in vars(self).items() if v < 0}
         if bad:
             raise ValueError(f"S2LossWeights: weights must be >= 0, got {bad}")
+
+
+@dataclass
+class TrainS2Config:
+    """``humanoid train s2``: distil S1's goal encoder into S2 (image + instruction -> z) with auxiliary heads."""
+
+    model: S2ModelConfig = field(default_factory=S2ModelConfig)
+    weights: S2LossWeights = field(default_factory=S2LossWeights)
+    data: str = "data/demos"
+    """demonstrations (``humanoid collect``): images, instructions, privileged goal parameters"""
+    eval_data: str = "data/demos_eval"
+    """held-out demonstrations (held-out layouts and paraphrases) for the z error; "" = none"""
+    s1_checkpoint: str = "checkpoints/s1/policy.safetensors"
+    """the S1 checkpoint whose frozen goal encoder gives the z targets"""
+    steps: int = 3000
+    """optimiser steps"""
+    batch_size: int = 64
+    """samples per step"""
+    lr: float = 3e-4
+    """peak learning rate (linear warm-up, cosine decay)"""
+    warmup: int = 100
+    """warm-up steps"""
+    max_image_lag: int = 4
+    """latency-aware training: the image is up to this many S1 ticks older than the target (S2 runs every
+    s2_period = 5 S1 ticks, so its z is used with images up to 4 ticks old)"""
+    shift_px: int = 4
+    """random-shift image augmentation, pixels"""
+    threads: int = 2
+    """torch CPU threads"""
+    log_every: int = 50
+    """steps between metric logs"""
+    eval_every: int = 500
+    """steps between held-out z errors"""
+    save_every: int = 500
+    """steps between checkpoints"""
+    out: str = "runs/s2"
+    """checkpoint folder"""
+    resume: str = ""
+    """a train.safetensors to continue from"""
+    seed: int = 0
+    """torch seed"""
+    tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="s2-train"))
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1 or self.max_image_lag < 0:
+            raise ValueError(f"steps, batch_size >= 1 and max_image_lag >= 0 needed, got {self.steps}, "
+                             f"{self.batch_size}, {self.max_image_lag}")
+
+
+@dataclass
+class EvalStackConfig:
+    """``humanoid eval stack``: S2 + S1 + S0 closed loop on held-out layouts and paraphrases."""
+
+    stack: StackConfig = field(default_factory=StackConfig)
+    s1_checkpoint: str = "checkpoints/s1/policy.safetensors"
+    """the trained S1 (its goal encoder gives the reference z for ``z_error``)"""
+    s2_checkpoint: str = "checkpoints/s2/policy.safetensors"
+    """the trained S2"""
+    episodes: int = 24
+    """closed-loop episodes, the task families in turn"""
+    seed: int = 0
+    """first evaluation episode seed (held-out layout range)"""
+    min_similarity: float = 0.5
+    """instructions less similar than this (MiniLM cosine) to every training instruction are refused: the
+    robot stops and stands"""
+    latency_calls: int = 100
+    """S2 calls timed on one thread (a new instruction each call)"""
+    tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="eval-stack"))
