@@ -28,6 +28,8 @@ ALIASES = {"train-s1": {"head": "model.head"}}  # short names the issues and the
 
 
 def _cmd_run(cfg: RunConfig, as_json: bool) -> int:
+    if cfg.instruction:
+        return _cmd_run_stack(cfg, as_json)
     from systems.rollout import run
 
     result = run(cfg, progress=not as_json)
@@ -41,6 +43,19 @@ def _cmd_run(cfg: RunConfig, as_json: bool) -> int:
               f"real-time factor {result['realtime_factor']}")
         print(f"files: {result['out_dir']}  mlflow run: {result.get('mlflow_run_id', '-')}")
     return 0 if result["success"] else 1
+
+
+def _cmd_run_stack(cfg: RunConfig, as_json: bool) -> int:
+    from systems.stack_run import run_stack
+
+    result = run_stack(cfg, progress=not as_json)
+    if as_json:
+        print(json.dumps(result))
+    else:
+        scope = "" if result["in_scope"] else " (outside the task families: stood still)"
+        print(f"{result['instruction']!r}{scope}: {'success' if result['success'] else 'not done'}"
+              f"{', FELL' if result['fell'] else ''} after {result['seconds']} s; files: {result['out_dir']}")
+    return 0 if result["success"] or not result["in_scope"] else 1
 
 
 def _cmd_body_info(cfg: BodyInfoConfig, as_json: bool) -> int:
@@ -89,6 +104,8 @@ def _add(sub, name: str, help_: str, schema: str, func: Callable) -> None:
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (dotlist)")
     parser.add_argument("--preset", help="preset name from infra/config/presets, or a YAML path")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    if name == "run":
+        parser.add_argument("--instruction", help='run the whole stack on an instruction ("walk to the red box")')
     parser.set_defaults(schema=schema, func=func)
 
 
@@ -146,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         alias = ALIASES.get(schema, {})
         overrides = [alias.get(o.split("=", 1)[0], o.split("=", 1)[0]) + o[o.index("="):] if "=" in o else o
                      for o in args.overrides]
+        if getattr(args, "instruction", None):
+            overrides.append(f"instruction={json.dumps(args.instruction)}")
         cfg = load_config(SCHEMAS[schema], overrides, args.preset)
         if args.func is None:
             print(to_yaml(cfg), end="")

@@ -281,6 +281,15 @@ class RunConfig:
     """with controller=s0: the S0 policy"""
     out_dir: str = "runs"
     """folder for the run's files (a sub-folder per run)"""
+    instruction: str = ""
+    """an instruction for the whole stack (S2 -> S1 -> S0, lockstep runner): ``--instruction "walk to the red box"``;
+    empty: S0 alone tracks ``motion``"""
+    s1_checkpoint: str = "checkpoints/s1/policy.safetensors"
+    """with an instruction: the S1 policy (and its goal encoder)"""
+    s2_checkpoint: str = "checkpoints/s2/policy.safetensors"
+    """with an instruction: the S2 model"""
+    layout_seed: int = 0
+    """with an instruction: the scene layout is drawn from this seed (held-out range)"""
 
     def __post_init__(self) -> None:
         if self.seconds <= 0:
