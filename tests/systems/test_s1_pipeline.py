@@ -4,27 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from stack_fixtures import STACK, TINY, tiny_s1_config
 
 from infra.checkpoint import CheckpointError
 from infra.config.s1 import S1ModelConfig, TrainS1Config
-from infra.config.stack import CollectConfig, StackConfig
 from s1_policy.dataset import DemoDataset
 from s1_policy.policy import S1Policy
 from s1_policy.train import train_s1
-from systems.collect import IMAGE_KEY, collect
+from systems.collect import IMAGE_KEY
 from systems.layers import GoalEncoderLayer, S1Layer
 from systems.lockstep import LockstepRunner
 from systems.tasks import FAMILY_NAMES, instructions, sample_task, task_rng, task_scene
-
-STACK = StackConfig(image_size=32)
-TINY = S1ModelConfig(image_size=32, width=32, heads=2, layers=1, cnn_channels=[8, 16], keypoints=4, visual_grid=2)
-
-
-@pytest.fixture(scope="module")
-def demos(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demos") / "ds"
-    stats = collect(CollectConfig(stack=STACK, episodes=1, out=str(root), families=["arms_up"]), progress=False)
-    return root, stats
 
 
 def test_collected_dataset_holds_what_s1_trains_on(demos):
@@ -41,9 +31,7 @@ def test_collected_dataset_holds_what_s1_trains_on(demos):
     assert frames.shape == (125, 32, 32, 3) and frames.std() > 5
 
 
-def _cfg(root, out, steps, **kw) -> TrainS1Config:
-    return TrainS1Config(model=TINY, data=str(root), eval_data="", steps=steps, batch_size=8, log_every=1,
-                         save_every=2, out=str(out), threads=1, eval_episodes=0, warmup=1, **kw)
+_cfg = tiny_s1_config
 
 
 def test_train_two_steps_then_resume(demos, tmp_path):

@@ -1,0 +1,101 @@
+"""S2 on real demonstrations: z targets from S1's goal encoder, train then resume, the stack layer's refusal
+of instructions outside the task families, and instruction parsing for the main job."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from stack_fixtures import STACK
+
+from infra.checkpoint import CheckpointError
+from infra.config.s2 import FAMILIES, S2ModelConfig, TrainS2Config
+from s1_policy.policy import S1Policy
+from s2_vlm.policy import S2Policy
+from s2_vlm.train import lagged_indices, train_s2
+from systems.layers import S1Layer
+from systems.lockstep import LockstepRunner
+from systems.s2_layer import S2Layer, s2_data, stop_z
+from systems.stack_run import task_for
+from systems.tasks import FAMILY_NAMES, Task, sample_task, task_rng, task_scene
+
+TINY_S2 = S2ModelConfig(image_size=32, width=32, heads=2, fusion_layers=1, cnn_channels=[8, 16], visual_grid=2)
+
+
+def _cfg(out, steps, **kw) -> TrainS2Config:
+    return TrainS2Config(model=TINY_S2, steps=steps, batch_size=8, log_every=1, save_every=2, out=str(out),
+                         threads=1, warmup=1, eval_data="", **kw)
+
+
+@pytest.fixture(scope="module")
+def data(demos, tiny_s1):
+    return s2_data(str(demos[0]), S1Policy(tiny_s1))
+
+
+def test_s2_families_are_the_task_families():
+    assert tuple(FAMILY_NAMES) == FAMILIES
+
+
+def test_s2_data_targets_are_the_goal_encoders_z(data, tiny_s1):
+    s1 = S1Policy(tiny_s1)
+    goal = np.zeros(len(FAMILY_NAMES) + 4, np.float32)
+    goal[FAMILY_NAMES.index("arms_up")] = 1.0
+    np.testing.assert_allclose(data.z[0], s1.encode_goal(goal), atol=1e-6)
+    assert np.all(data.family == FAMILY_NAMES.index("arms_up")) and np.all(data.has_target == 0)
+    assert data.images.shape[1:] == (32, 32, 3) and len(data.texts) == len(data)
+
+
+def test_latency_aware_lag_stays_inside_the_episode():
+    rng = np.random.default_rng(0)
+    frame = np.array([0, 1, 2, 3, 4, 5, 0, 1])
+    idx = np.arange(8)
+    lagged = np.stack([lagged_indices(idx, frame, 4, rng) for _ in range(200)])
+    assert np.all(idx - lagged <= np.minimum(frame, 4)) and np.all(lagged <= idx)
+    assert (idx - lagged)[:, 5].max() == 4  # lags up to the S2 period are drawn
+
+
+def test_train_two_steps_then_resume_and_mismatch(data, tmp_path):
+    first = train_s2(_cfg(tmp_path, 2), data, meta={"instructions": sorted(set(data.texts))}, progress=False)
+    assert first["step"] == 2 and np.isfinite(first["loss/total"])
+    resumed = train_s2(_cfg(tmp_path, 4, resume=str(tmp_path / "train.safetensors")), data, progress=False)
+    assert resumed["step"] == 4
+    wider = TrainS2Config(**{**_cfg(tmp_path, 6).__dict__, "resume": str(tmp_path / "train.safetensors"),
+                             "model": S2ModelConfig(**{**TINY_S2.__dict__, "width": 64})})
+    with pytest.raises(CheckpointError, match="model"):
+        train_s2(wider, data, progress=False)
+    policy = S2Policy(tmp_path / "policy.safetensors")
+    out = policy.infer(data.images[0], data.texts[0])
+    assert out["z"].shape == (128,) and np.all(np.abs(out["z"]) < 1)
+
+
+def test_corrupted_s2_checkpoint_is_refused(data, tmp_path):
+    train_s2(_cfg(tmp_path, 2), data, progress=False)
+    path = tmp_path / "policy.safetensors"
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0x55
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="sha256"):
+        S2Policy(path)
+
+
+def test_out_of_scope_instruction_stops_and_stands(data, tiny_s1, tmp_path):
+    train_s2(_cfg(tmp_path, 2), data, meta={"instructions": sorted(set(data.texts))}, progress=False)
+    s1, s2 = S1Policy(tiny_s1), S2Policy(tmp_path / "policy.safetensors")
+    layer = S2Layer(s2, stop_z(s1), min_similarity=0.5)
+    assert layer.check(data.texts[0])  # a training instruction
+    runner = LockstepRunner(STACK)
+    try:
+        layout = sample_task(task_rng(0, "eval"), task_scene(STACK.scene), "eval").layout
+        task = Task("unknown", "bake me a chocolate cake", time_limit_s=0.4, layout=layout)
+        runner.run(task, S1Layer(s1, runner.body.n_dof, runner.backend.ctrl_dt), layer)
+    finally:
+        runner.close()
+    assert not layer.in_scope
+    np.testing.assert_array_equal(layer.last["z"], stop_z(s1))
+
+
+def test_instruction_parsing_for_the_success_check():
+    layout = np.zeros((3, 3))
+    assert task_for("walk to the red box", layout, 10).target == "red_box"
+    assert task_for("Point toward the blue sphere", layout, 10).family == "point_at"
+    assert task_for("turn left", layout, 10).family == "turn_left"
+    assert task_for("bake me a chocolate cake", layout, 10).family == "unknown"
