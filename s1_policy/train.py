@@ -170,6 +170,7 @@ def train_s1(cfg: TrainS1Config, progress: bool = True, tracker=None) -> dict:
         for group in opt.param_groups:
             group["lr"] = lr
         image, proprio, g, actions = batcher.get(rng.integers(0, len(demos), cfg.batch_size))
+        proprio = proprio + cfg.proprio_noise * torch.randn(proprio.shape, generator=gen)
         loss, logs = model.loss(random_shift(image, cfg.shift_px, gen), proprio, goal(g), actions)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -33,7 +33,7 @@ def bench_s0(cfg: BenchS0Config) -> dict:
     finally:
         env.close()
     return {"train_env_steps_per_s": round(train_rate, 1), "physics_env_steps_per_s": round(ceiling, 1),
-            "ratio": round(train_rate / ceiling, 3), "policy_latency_ms_p50": round(p50, 4),
+            "ratio": float(f"{train_rate / ceiling:.4g}"), "policy_latency_ms_p50": round(p50, 4),
             "policy_latency_ms_p99": round(p99, 4), "num_envs": env.num_envs, "decimation": env.backend.decimation,
             "obs_dim": int(env.get_observations()["policy"].shape[1]), "n_dof": env.num_actions}
 

@@ -31,8 +31,9 @@ class RewardConfig:
     """centre-of-mass velocity weight"""
     k_com: float = 5.0
     """centre-of-mass kernel, s^2/m^2"""
-    w_body: float = 0.0
-    """global body-position weight (PHC's term; penalises drift off the clip's path)"""
+    w_body: float = 0.3
+    """global body-position weight (PHC's term; penalises drift off the clip's path: without it the policy
+    learned to let standing and walking drift, which a chunk stream cannot hide)"""
     k_body: float = 10.0
     """global body-position kernel, 1/m^2 (on the mean over bodies of the squared error)"""
 

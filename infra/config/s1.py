@@ -100,6 +100,8 @@ class TrainS1Config:
     """AdamW weight decay"""
     shift_px: int = 4
     """random-shift image augmentation, pixels"""
+    proprio_noise: float = 0.05
+    """Gaussian noise added to the normalised proprioception (robustness to states the teacher never visited)"""
     threads: int = 2
     """torch CPU threads"""
     log_every: int = 50
