@@ -30,7 +30,8 @@ from s1_policy.model import S1Model
 
 IMAGE_KEY = "observation.images.head"
 TRAIN_KIND, POLICY_KIND = "s1-train", "s1-policy"
-STD_FLOOR = 1e-2  # dimensions that barely move (held fingers) are not blown up by normalisation
+STD_FLOOR = 0.05  # rad (or m, m/s): dimensions that barely move in the demonstrations (a hand that never
+# points) are not blown up by normalisation into errors that swamp the rest
 
 
 @dataclass
@@ -166,6 +167,10 @@ def train_s1(cfg: TrainS1Config, progress: bool = True, tracker=None) -> dict:
     t0 = time.perf_counter()
     bar = tqdm(range(start, cfg.steps), desc=f"train s1 ({cfg.model.head})", disable=not progress)
     for step in bar:
+        if cfg.freeze_goal_after and step == cfg.freeze_goal_after:
+            save_s1(out / "goal_frozen.safetensors", POLICY_KIND, model, goal, stats, cfg, step)
+        if cfg.freeze_goal_after and step >= cfg.freeze_goal_after:
+            goal.requires_grad_(False)
         lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
         for group in opt.param_groups:
             group["lr"] = lr

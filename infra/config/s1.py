@@ -100,6 +100,9 @@ class TrainS1Config:
     """AdamW weight decay"""
     shift_px: int = 4
     """random-shift image augmentation, pixels"""
+    freeze_goal_after: int = 0
+    """freeze the goal encoder after this many steps (0 = never) and save ``goal_frozen.safetensors`` then: S2
+    can distil that z while S1 keeps training, because z no longer changes"""
     proprio_noise: float = 0.05
     """Gaussian noise added to the normalised proprioception (robustness to states the teacher never visited)"""
     threads: int = 2

@@ -10,11 +10,11 @@ from infra.config.stack import CollectConfig
 
 @pytest.fixture(scope="session")
 def demos(tmp_path_factory):
-    """A one-episode dataset (arms_up, 5 s, 32x32 head camera) and the collection statistics."""
+    """A one-episode dataset (wave_right, 6 s, 32x32 head camera) and the collection statistics."""
     from systems.collect import collect
 
     root = tmp_path_factory.mktemp("demos") / "ds"
-    stats = collect(CollectConfig(stack=STACK, episodes=1, out=str(root), families=["arms_up"]), progress=False)
+    stats = collect(CollectConfig(stack=STACK, episodes=1, out=str(root), families=["wave_right"]), progress=False)
     return root, stats
 
 

@@ -20,15 +20,15 @@ from systems.tasks import FAMILY_NAMES, instructions, sample_task, task_rng, tas
 def test_collected_dataset_holds_what_s1_trains_on(demos):
     root, stats = demos
     ds = DemoDataset(root)
-    assert stats["episodes"] == 1 and len(ds) == stats["frames"] == 125  # 5 s at 25 Hz
+    assert stats["episodes"] == 1 and len(ds) == stats["frames"] == 150  # 6 s at 25 Hz
     assert ds.info["fps"] == 25 and ds.info["codebase_version"] == "v3.0"
     actions = ds.column("action").reshape(len(ds), 16, -1)
     assert actions.shape[2] == 65 + 4 and np.isfinite(actions).all()
     goal = ds.column("observation.goal")
-    assert np.all(goal[:, FAMILY_NAMES.index("arms_up")] == 1.0)
-    assert ds.task_of(0) in instructions("arms_up", "train")
+    assert np.all(goal[:, FAMILY_NAMES.index("wave_right")] == 1.0)
+    assert ds.task_of(0) in instructions("wave_right", "train")
     frames = ds.video_frames(IMAGE_KEY, 0)
-    assert frames.shape == (125, 32, 32, 3) and frames.std() > 5
+    assert frames.shape == (150, 32, 32, 3) and frames.std() > 5
 
 
 _cfg = tiny_s1_config
@@ -82,3 +82,14 @@ def test_trained_s1_drives_the_stack(demos, tmp_path):
     assert result.ticks["s1"] == 10 and len(ticks) == 10
     assert ticks[0].z.shape == (128,) and np.all(np.abs(ticks[0].z) < 1)
     assert all(np.isfinite(t.chunk.joint_pos).all() for t in ticks)
+
+
+def test_goal_encoder_freezes_for_s2(demos, tmp_path):
+    root, _ = demos
+    train_s1(_cfg(root, tmp_path, 4, freeze_goal_after=2), progress=False)
+    frozen, final = S1Policy(tmp_path / "goal_frozen.safetensors"), S1Policy(tmp_path / "policy.safetensors")
+    assert frozen.meta["step"] == 2 and final.meta["step"] == 4
+    goal = np.eye(16, dtype=np.float32)[3]
+    np.testing.assert_array_equal(frozen.encode_goal(goal), final.encode_goal(goal))  # z fixed after step 2
+    image, proprio = np.zeros((32, 32, 3), np.uint8), np.zeros(137, np.float32)
+    assert not np.allclose(frozen.infer(image, proprio, np.zeros(128)), final.infer(image, proprio, np.zeros(128)))

@@ -38,9 +38,9 @@ def test_s2_families_are_the_task_families():
 def test_s2_data_targets_are_the_goal_encoders_z(data, tiny_s1):
     s1 = S1Policy(tiny_s1)
     goal = np.zeros(len(FAMILY_NAMES) + 4, np.float32)
-    goal[FAMILY_NAMES.index("arms_up")] = 1.0
+    goal[FAMILY_NAMES.index("wave_right")] = 1.0
     np.testing.assert_allclose(data.z[0], s1.encode_goal(goal), atol=1e-6)
-    assert np.all(data.family == FAMILY_NAMES.index("arms_up")) and np.all(data.has_target == 0)
+    assert np.all(data.family == FAMILY_NAMES.index("wave_right")) and np.all(data.has_target == 0)
     assert data.images.shape[1:] == (32, 32, 3) and len(data.texts) == len(data)
 
 
