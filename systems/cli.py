@@ -16,13 +16,13 @@ from infra.config.s0 import BenchS0Config, EvalS0Config, TrainS0Config
 from infra.config.s1 import EvalS1Config, TrainS1Config
 from infra.config.s2 import EvalStackConfig, TrainS2Config
 from infra.config.schemas import BenchSimConfig, BodyInfoConfig, MotionConfig, RunConfig
-from infra.config.stack import CollectConfig
+from infra.config.stack import BenchRuntimeConfig, CollectConfig
 from infra.gl import ensure_gl_backend
 
 SCHEMAS = {"run": RunConfig, "body-info": BodyInfoConfig, "bench-sim": BenchSimConfig, "motion": MotionConfig,
            "train-s0": TrainS0Config, "eval-s0": EvalS0Config, "bench-s0": BenchS0Config,
            "collect": CollectConfig, "train-s1": TrainS1Config, "eval-s1": EvalS1Config,
-           "train-s2": TrainS2Config, "eval-stack": EvalStackConfig}
+           "train-s2": TrainS2Config, "eval-stack": EvalStackConfig, "bench-runtime": BenchRuntimeConfig}
 
 ALIASES = {"train-s1": {"head": "model.head"}}  # short names the issues and the README use
 
@@ -141,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add(bench, "sim", "raw single-thread physics vs the batched backend", "bench-sim", _cmd_bench_sim)
     _add(bench, "s0", "S0 training throughput vs the physics ceiling, policy latency", "bench-s0",
          _lazy("systems.s0_cmd", "bench_s0_cmd"))
+    _add(bench, "runtime", "ZeroMQ vs Ray message latency, S0-sized loops at 500 Hz / 1 kHz", "bench-runtime",
+         _lazy("systems.bench_runtime", "bench_runtime_cmd"))
     config = sub.add_parser("config", help="configuration").add_subparsers(dest="config_command", required=True)
     show = config.add_parser("show", help="print the resolved configuration of a command")
     show.add_argument("target", choices=sorted(SCHEMAS))

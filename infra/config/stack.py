@@ -75,3 +75,23 @@ class CollectConfig:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
         if self.split not in ("train", "eval"):
             raise ValueError(f"split must be train or eval, got {self.split!r}")
+
+
+@dataclass
+class BenchRuntimeConfig:
+    """``humanoid bench runtime``: ZeroMQ vs Ray message latency and S0-sized periodic loops at 500 Hz / 1 kHz."""
+
+    messages: int = 2000
+    """latency samples taken for ZeroMQ and again for Ray (after the warm-up)"""
+    loop_seconds: float = 5.0
+    """wall-clock seconds each S0 loop runs (once at 500 Hz, once at 1 kHz)"""
+    warmup: int = 100
+    """messages / Ray calls / S0 steps run first and not measured"""
+
+    def __post_init__(self) -> None:
+        if self.messages < 1:
+            raise ValueError(f"messages must be >= 1, got {self.messages}")
+        if not self.loop_seconds > 0:
+            raise ValueError(f"loop_seconds must be > 0, got {self.loop_seconds}")
+        if self.warmup < 0:
+            raise ValueError(f"warmup must be >= 0, got {self.warmup}")

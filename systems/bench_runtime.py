@@ -1,0 +1,268 @@
+"""``humanoid bench runtime``: the real-time data path (DESIGN §4), measured in one run.
+
+1. ZeroMQ: a spawned publisher process sends a 16-frame x 65-joint :class:`MotionChunk` every 1 ms over
+   ``ipc://``; the main process subscribes. ``zmq_one_way_us`` = receipt - ``stamp``: the producer stamps
+   just before building and encoding the message, the consumer reads ``time.monotonic()`` when the frame
+   comes off the socket (:attr:`Subscriber.last_receipt`; one node, one clock). Decoding and validating
+   the message is the same work whatever carries the bytes, so it is reported apart (``decode_us_p50``).
+2. Ray: a Ray actor method called with the same encoded bytes (built and encoded after ``t0``, as above).
+   ``ray_call_us`` is the blocking call (submit -> ``ray.get`` returns: what a per-tick Ray call would cost
+   a loop); ``ray_one_way_us`` is submit -> the bytes in the actor's method, the like-for-like figure.
+3. S0 loops: a :class:`~systems.runtime.loop.PeriodicLoop` whose step is an S0-sized MLP forward
+   (349 -> 512 -> 256 -> 128 -> 65, ELU, one torch thread) plus encoding a :class:`JointCommand`, at 500 Hz
+   and at 1 kHz for ``loop_seconds`` each, in a child process of its own: a fresh interpreter without the
+   ZeroMQ I/O thread or Ray's driver threads, as S0 will run in its own actor process in the runner.
+
+The three parts run one after the other (never concurrently) so that they do not disturb each other.
+The children are plain ``python -m systems.bench_runtime ROLE ...`` processes (DESIGN §7: processes
+connected by ZeroMQ): arguments on the command line, the S0 result as JSON on stdout, and the parent
+stops the publisher by closing its stdin (which also stops it if the parent dies). Nothing is pickled,
+and no multiprocessing helper process (resource tracker) outlives the run. Speed goals are reported here,
+never asserted in tests.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from infra.codec import encode
+from infra.config.stack import BenchRuntimeConfig
+from infra.messages import CommandMode, JointCommand, MotionChunk
+from infra.transport import Publisher, Subscriber, ipc_address, ipc_path
+from systems.runtime.loop import PeriodicLoop
+
+__all__ = ["bench_runtime", "bench_runtime_cmd"]
+
+HORIZON, N_DOF = 16, 65
+"""MotionChunk size: S1's chunk of 16 frames for the 65-DoF body."""
+S0_LAYERS = (349, 512, 256, 128, 65)
+"""S0 policy MLP widths: observation -> hidden -> joint targets."""
+PUBLISH_PERIOD_S = 1e-3
+"""Interval between the benchmark publisher's messages."""
+CHILD_TIMEOUT_S = 120.0
+"""Longest wait for a child's start-up (imports under load) before giving up."""
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _chunk(seq: int, stamp: float, joint_pos: np.ndarray) -> MotionChunk:
+    """A realistic S1 output: ``joint_pos`` (H, n_dof) float32 plus the root trajectory."""
+    return MotionChunk(stamp=stamp, seq=seq, joint_pos=joint_pos, root_height=np.full(HORIZON, 0.9, np.float32),
+                       root_heading=np.zeros(HORIZON, np.float32), root_planar_vel=np.zeros((HORIZON, 2), np.float32),
+                       start_time=stamp, frame_dt=0.02)
+
+
+def _joint_pos() -> np.ndarray:
+    return np.random.default_rng(0).standard_normal((HORIZON, N_DOF), np.float32)  # (H, n_dof)
+
+
+def _percentiles_us(seconds: list[float] | np.ndarray) -> tuple[float, float]:
+    p50, p99 = np.percentile(np.asarray(seconds) * 1e6, [50, 99])
+    return round(float(p50), 1), round(float(p99), 1)
+
+
+def _spawn(role: str, *args: str, stdin: int, stdout: int) -> subprocess.Popen:
+    """``python -m systems.bench_runtime ROLE ARGS...`` with this repository first on the path."""
+    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    return subprocess.Popen([sys.executable, "-m", "systems.bench_runtime", role, *args], stdin=stdin,
+                            stdout=stdout, env=env, cwd=REPO)
+
+
+def _stop_process(proc: subprocess.Popen) -> None:
+    """Close its pipes, wait, then kill: never leave the child behind."""
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()
+    try:
+        proc.wait(10.0)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# --------------------------------------------------------------------------- ZeroMQ
+
+
+def _publisher_main(address: str, period_s: float) -> None:
+    """Child process: publish MotionChunks every ``period_s`` until stdin reaches EOF (the parent closed it)."""
+    joint_pos = _joint_pos()
+    with Publisher(address) as pub:
+        seq = 0
+        while not select.select([sys.stdin], [], [], 0.0)[0]:
+            pub.publish(_chunk(seq, time.monotonic(), joint_pos))
+            seq += 1
+            time.sleep(period_s)
+
+
+def zmq_latency(cfg: BenchRuntimeConfig) -> tuple[np.ndarray, np.ndarray, int]:
+    """(one-way latencies (messages,) s, decode times (messages,) s, frames rejected) over ``ipc://``."""
+    address = ipc_address("bench")
+    samples: list[tuple[float, float]] = []
+    proc = None
+    try:
+        with Subscriber(address, MotionChunk) as sub:  # connects first; ZeroMQ retries until the bind exists
+            proc = _spawn("publish", address, repr(PUBLISH_PERIOD_S), stdin=subprocess.PIPE,
+                          stdout=subprocess.DEVNULL)
+            give_up = time.monotonic() + CHILD_TIMEOUT_S + (cfg.warmup + cfg.messages) * 0.05
+            while len(samples) < cfg.warmup + cfg.messages:
+                msg = sub.latest(timeout_s=0.2)
+                if msg is not None:
+                    samples.append((sub.last_receipt - msg.stamp, time.monotonic() - sub.last_receipt))
+                elif proc.poll() is not None or time.monotonic() > give_up:
+                    raise RuntimeError(f"bench runtime: publisher at {address} delivered {len(samples)} of "
+                                       f"{cfg.warmup + cfg.messages} messages (exit code {proc.poll()})")
+            rejected = sub.rejected
+    finally:
+        if proc is not None:
+            _stop_process(proc)
+        ipc_path(address).unlink(missing_ok=True)  # the child removes it; this covers a killed child
+    one_way, decode_s = np.asarray(samples[cfg.warmup:]).T
+    return one_way, decode_s, rejected
+
+
+# --------------------------------------------------------------------------- Ray
+
+
+class _Sink:
+    """Ray actor: returns ``time.monotonic()`` at which the MotionChunk bytes reached its method."""
+
+    def deliver(self, data: bytes) -> float:
+        return time.monotonic()
+
+
+def ray_latency(cfg: BenchRuntimeConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(blocking call times (messages,) s, one-way times to the bytes in the actor's method (messages,) s)."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    sink = None
+    try:
+        sink = ray.remote(num_cpus=0)(_Sink).remote()
+        joint_pos = _joint_pos()
+        calls, one_way = np.empty(cfg.messages), np.empty(cfg.messages)
+        for i in range(cfg.warmup + cfg.messages):
+            t0 = time.monotonic()
+            t_actor = ray.get(sink.deliver.remote(encode(_chunk(i, t0, joint_pos))))
+            t1 = time.monotonic()
+            if i >= cfg.warmup:
+                calls[i - cfg.warmup], one_way[i - cfg.warmup] = t1 - t0, t_actor - t0
+        return calls, one_way
+    finally:
+        if sink is not None:
+            ray.kill(sink)
+        if started:
+            ray.shutdown()
+
+
+# --------------------------------------------------------------------------- S0 loops
+
+
+def _s0_step_fn(warmup: int):
+    """An S0-sized step: MLP forward on one thread + encode a JointCommand. Returns (step, warm-up ms p50)."""
+    import torch
+
+    torch.set_num_threads(1)
+    layers: list[torch.nn.Module] = []
+    for fan_in, fan_out in zip(S0_LAYERS[:-1], S0_LAYERS[1:]):
+        layers += [torch.nn.Linear(fan_in, fan_out), torch.nn.ELU()]
+    mlp = torch.nn.Sequential(*layers[:-1]).eval()
+    obs = torch.randn(1, S0_LAYERS[0])  # (1, obs_dim)
+    kp, kd, tau = np.full(N_DOF, 100.0, np.float32), np.full(N_DOF, 2.0, np.float32), np.zeros(N_DOF, np.float32)
+    seq = [0]
+
+    def step(now: float) -> None:
+        with torch.inference_mode():
+            q = mlp(obs)[0].numpy()  # (n_dof,) float32
+        encode(JointCommand(stamp=now, seq=seq[0], q_target=q, kp=kp, kd=kd, tau_ff=tau, mode=CommandMode.RUN))
+        seq[0] += 1
+
+    times = []
+    for _ in range(max(warmup, 1)):
+        t0 = time.monotonic()
+        step(t0)
+        times.append(time.monotonic() - t0)
+    return step, float(np.percentile(times, 50) * 1e3)
+
+
+def _loops_main(loop_seconds: float, warmup: int) -> None:
+    """Child process: run the S0 loop at 500 Hz then 1 kHz; print the summaries as one JSON line."""
+    step, step_ms = _s0_step_fn(warmup)
+    out = {"step_ms_p50_warmup": step_ms}
+    for label, hz in (("500hz", 500), ("1khz", 1000)):
+        loop = PeriodicLoop(1.0 / hz, f"s0-{label}", step)
+        out[label] = loop.run(until=time.monotonic() + loop_seconds)
+    print(json.dumps(out), flush=True)
+
+
+def s0_loops(cfg: BenchRuntimeConfig) -> dict:
+    """Summaries of the S0 loops at 500 Hz and 1 kHz, measured in a child process."""
+    proc = _spawn("s0-loops", repr(cfg.loop_seconds), str(cfg.warmup), stdin=subprocess.DEVNULL,
+                  stdout=subprocess.PIPE)
+    try:
+        out, _ = proc.communicate(timeout=CHILD_TIMEOUT_S + 2 * cfg.loop_seconds)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError("bench runtime: the S0 loop process sent no result in time") from None
+    finally:
+        _stop_process(proc)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench runtime: the S0 loop process failed (exit code {proc.returncode})")
+    return json.loads(out)
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def bench_runtime(cfg: BenchRuntimeConfig) -> dict:
+    """All the numbers of ``humanoid bench runtime`` from one run (latencies in µs, loop times in ms)."""
+    load_1m = os.getloadavg()[0]
+    zmq_s, decode_s, rejected = zmq_latency(cfg)
+    ray_s, ray_one_way_s = ray_latency(cfg)
+    loops = s0_loops(cfg)
+    zmq_p50, zmq_p99 = _percentiles_us(zmq_s)
+    ray_p50, ray_p99 = _percentiles_us(ray_s)
+    result = {"zmq_one_way_us_p50": zmq_p50, "zmq_one_way_us_p99": zmq_p99,
+              "ray_call_us_p50": ray_p50, "ray_call_us_p99": ray_p99,
+              "ray_one_way_us_p50": _percentiles_us(ray_one_way_s)[0],
+              "zmq_vs_ray_ratio": round(ray_p50 / zmq_p50, 2) if zmq_p50 > 0 else math.nan,
+              "decode_us_p50": _percentiles_us(decode_s)[0], "zmq_rejected": rejected,
+              "message_bytes": len(encode(_chunk(0, 0.0, _joint_pos())))}
+    for label, summary in ((k, loops[k]) for k in ("500hz", "1khz")):
+        result |= {f"s0_{label}_miss_rate": round(summary["deadline_miss_rate"], 4),
+                   f"s0_{label}_jitter_ms_p50": round(summary["jitter_ms_p50"], 4),
+                   f"s0_{label}_jitter_ms_p99": round(summary["jitter_ms_p99"], 4),
+                   f"s0_{label}_rate_hz": round(summary["rate_hz"], 2),
+                   f"s0_{label}_step_ms_p99": round(summary["step_ms_p99"], 4),
+                   f"s0_{label}_ticks": summary["ticks"], f"s0_{label}_skipped": summary["skipped"]}
+    return result | {"s0_step_ms_p50": round(loops["step_ms_p50_warmup"], 4), "messages": cfg.messages,
+                     "loop_seconds": cfg.loop_seconds, "cpus": os.cpu_count(), "load_avg_1m_before": load_1m}
+
+
+def bench_runtime_cmd(cfg: BenchRuntimeConfig, as_json: bool) -> int:
+    result = bench_runtime(cfg)
+    print(json.dumps(result) if as_json else "\n".join(f"{k:<28} {v}" for k, v in result.items()))
+    return 0
+
+
+def _child_main(argv: list[str]) -> None:
+    """Entry of the children: ``publish ADDRESS PERIOD_S`` or ``s0-loops LOOP_SECONDS WARMUP``."""
+    roles = {"publish": lambda a, p: _publisher_main(a, float(p)),
+             "s0-loops": lambda t, w: _loops_main(float(t), int(w))}
+    if len(argv) != 3 or argv[0] not in roles:
+        raise SystemExit(f"usage: python -m systems.bench_runtime {{{'|'.join(roles)}}} ARG ARG "
+                         f"(started by `humanoid bench runtime`), got {argv}")
+    roles[argv[0]](*argv[1:])
+
+
+if __name__ == "__main__":
+    _child_main(sys.argv[1:])
