@@ -452,7 +452,10 @@ class DemoDataset:
             path = self.root / self.info["data_path"].format(chunk_index=c, file_index=f)
             if not path.is_file():
                 raise DatasetError(f"{path}: data file is missing")
-            table = pq.read_table(path, columns=[key, "index"])
+            try:
+                table = pq.read_table(path, columns=[key, "index"])
+            except (KeyError, pa.ArrowInvalid) as exc:
+                raise DatasetError(f"{path}: column {key!r} is missing, though info.json declares it ({exc})") from exc
             parts.append(_to_numpy(table[key], tuple(ft["shape"]), ft["dtype"], f"{path}:{key}"))
             order.append(table["index"].to_numpy())
         values, index = np.concatenate(parts), np.concatenate(order)
