@@ -37,6 +37,7 @@ class S1Policy:
         self.goal.load_state_dict(unflatten_state("goal", ckpt.tensors))
         self.goal.eval()
         self.stats = {k.removeprefix("stats/"): v for k, v in ckpt.tensors.items() if k.startswith("stats/")}
+        self.task_clock_s = float(ckpt.meta["config"].get("task_clock_s", 0.0))
         self.generator = torch.Generator().manual_seed(seed)
         self.seed = seed
 
@@ -50,9 +51,12 @@ class S1Policy:
         return self.goal(torch.as_tensor(goal_params, dtype=torch.float32)[None])[0].numpy()
 
     @torch.inference_mode()
-    def infer(self, image: np.ndarray, proprio: np.ndarray, z: np.ndarray) -> np.ndarray:
+    def infer(self, image: np.ndarray, proprio: np.ndarray, z: np.ndarray, task_time: float = 0.0) -> np.ndarray:
+        """``task_time``: s since the current instruction (used when the policy was trained with a task clock)."""
         s = self.stats
         img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
         p = (torch.as_tensor(proprio, dtype=torch.float32)[None] - s["proprio_mean"]) / s["proprio_std"]
+        if self.task_clock_s > 0:
+            p = torch.cat([p, torch.tensor([[min(task_time, self.task_clock_s) / self.task_clock_s]])], dim=1)
         chunk = self.model.sample(img, p, torch.as_tensor(z, dtype=torch.float32)[None], generator=self.generator)
         return (chunk[0] * s["action_std"] + s["action_mean"]).numpy().astype(np.float32)

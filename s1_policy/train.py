@@ -43,6 +43,7 @@ class Demos:
     goal: np.ndarray
     actions: np.ndarray
     episode: np.ndarray  # (N,) episode index of each row
+    time: np.ndarray  # (N,) s since the episode's instruction
 
     def __len__(self) -> int:
         return len(self.proprio)
@@ -57,8 +58,14 @@ def load_demos(root: str | Path, horizon: int) -> Demos:
     n = len(ds)
     if len(images) != n:
         raise ValueError(f"{root}: {len(images)} video frames for {n} rows")
+    time = ds.column("frame_index").reshape(-1) / float(ds.info["fps"])
     return Demos(images, ds.column("observation.state"), ds.column("observation.goal"),
-                 actions.reshape(n, horizon, -1), ds.column("episode_index").reshape(-1))
+                 actions.reshape(n, horizon, -1), ds.column("episode_index").reshape(-1), time.astype(np.float32))
+
+
+def clock_feature(time: np.ndarray | torch.Tensor, clock_s: float):
+    """Time since the instruction as an input: min(t, clock_s) / clock_s in [0, 1]."""
+    return (time if isinstance(time, torch.Tensor) else torch.as_tensor(time)).clamp(max=clock_s) / clock_s
 
 
 def normaliser_stats(d: Demos) -> dict[str, torch.Tensor]:
@@ -87,13 +94,15 @@ def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | No
 class Batcher:
     """Normalised torch batches from :class:`Demos`."""
 
-    def __init__(self, d: Demos, stats: dict[str, torch.Tensor]) -> None:
-        self.d, self.stats = d, stats
+    def __init__(self, d: Demos, stats: dict[str, torch.Tensor], clock_s: float = 0.0) -> None:
+        self.d, self.stats, self.clock_s = d, stats, clock_s
 
     def get(self, idx: np.ndarray) -> tuple[torch.Tensor, ...]:
         d, s = self.d, self.stats
         image = torch.from_numpy(d.images[idx]).permute(0, 3, 1, 2).contiguous()  # (B, 3, S, S) uint8
         proprio = (torch.from_numpy(d.proprio[idx]) - s["proprio_mean"]) / s["proprio_std"]
+        if self.clock_s > 0:
+            proprio = torch.cat([proprio, clock_feature(torch.from_numpy(d.time[idx]), self.clock_s)[:, None]], 1)
         actions = (torch.from_numpy(d.actions[idx]) - s["action_mean"]) / s["action_std"]
         return image, proprio, torch.from_numpy(d.goal[idx]), actions
 
@@ -159,8 +168,12 @@ def train_s1(cfg: TrainS1Config, progress: bool = True, tracker=None) -> dict:
     params = list(model.parameters()) + list(goal.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     start = _restore(cfg.resume, model, goal, opt, cfg) if cfg.resume else 0
-    batcher = Batcher(demos, stats)
-    held_batcher = Batcher(held, stats) if held is not None else None
+    want = demos.proprio.shape[1] + (1 if cfg.task_clock_s > 0 else 0)
+    if cfg.model.proprio_dim != want:
+        raise ValueError(f"train s1: model.proprio_dim is {cfg.model.proprio_dim}, the data gives {want} "
+                         f"({demos.proprio.shape[1]} proprio{' + task clock' if cfg.task_clock_s > 0 else ''})")
+    batcher = Batcher(demos, stats, cfg.task_clock_s)
+    held_batcher = Batcher(held, stats, cfg.task_clock_s) if held is not None else None
     rng = np.random.default_rng(cfg.seed + start)
     gen = torch.Generator().manual_seed(cfg.seed + start)
     metrics: dict[str, float] = {}

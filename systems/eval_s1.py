@@ -53,11 +53,12 @@ def evaluate_s1(cfg: EvalS1Config, progress: bool = True, tracker=None) -> dict:
     try:
         for path in cfg.checkpoints:
             policy = S1Policy(path)
-            name = policy.config.head
+            name = policy.config.head + ("+clock" if policy.task_clock_s > 0 else "")
             entry: dict = {"checkpoint": path}
             if cfg.eval_data:
                 held = load_demos(cfg.eval_data, policy.config.horizon)
-                entry["chunk_error"] = round(chunk_error(policy.model, policy.goal, Batcher(held, policy.stats)), 4)
+                batcher = Batcher(held, policy.stats, policy.task_clock_s)
+                entry["chunk_error"] = round(chunk_error(policy.model, policy.goal, batcher), 4)
             lat = measure_latency(policy.model, n=cfg.latency_calls)
             entry["latency_ms_p50"], entry["latency_ms_p99"] = round(lat["p50_ms"], 2), round(lat["p99_ms"], 2)
             video = Path(cfg.video) / f"s1_{name}.mp4" if cfg.video else None

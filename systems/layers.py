@@ -21,10 +21,12 @@ class S1Layer(ChunkLayer):
     def reset(self, task: Task, privileged: Privileged) -> None:
         self.policy.reset()
         self.seq = 0
+        self.t0 = privileged.time  # the instruction's start: S1's task clock
 
     def chunk(self, now: float, image: np.ndarray, proprio: np.ndarray, z: np.ndarray,
               privileged: Privileged) -> MotionChunk:
-        out = array_to_chunk(self.policy.infer(image, proprio, z), self.n_dof, now, self.frame_dt, self.seq)
+        out = array_to_chunk(self.policy.infer(image, proprio, z, now - self.t0), self.n_dof, now, self.frame_dt,
+                             self.seq)
         self.seq += 1
         return out
 

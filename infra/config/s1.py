@@ -16,8 +16,8 @@ class S1ModelConfig:
 
     image_size: int = 64
     """side of the square head-camera image for fake inputs and latency checks, px; any H, W >= 32 is accepted"""
-    proprio_dim: int = 137
-    """P: proprioception floats per step"""
+    proprio_dim: int = 138
+    """P: proprioception floats per step (2 n_dof + 7, plus 1 for the task clock of ``TrainS1Config.task_clock_s``)"""
     z_dim: int = 128
     """D: latent-goal floats (DESIGN §3 LatentGoal)"""
     horizon: int = 16
@@ -100,9 +100,13 @@ class TrainS1Config:
     """AdamW weight decay"""
     shift_px: int = 4
     """random-shift image augmentation, pixels"""
-    freeze_goal_after: int = 0
+    freeze_goal_after: int = 1500
     """freeze the goal encoder after this many steps (0 = never) and save ``goal_frozen.safetensors`` then: S2
     can distil that z while S1 keeps training, because z no longer changes"""
+    task_clock_s: float = 8.0
+    """> 0: S1 also gets the time since the instruction, min(t, task_clock_s) / task_clock_s, after the
+    proprioception (model.proprio_dim = 2 n_dof + 8). Measured without it: from a standing start every
+    gesture looks the same as standing, and S1 stalls at rest (0/2 arms_up, 0/2 squat closed loop)"""
     proprio_noise: float = 0.05
     """Gaussian noise added to the normalised proprioception (robustness to states the teacher never visited)"""
     threads: int = 2
