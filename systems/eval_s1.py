@@ -53,7 +53,7 @@ def evaluate_s1(cfg: EvalS1Config, progress: bool = True, tracker=None) -> dict:
     try:
         for path in cfg.checkpoints:
             policy = S1Policy(path)
-            name = policy.config.head + ("+clock" if policy.task_clock_s > 0 else "")
+            name = policy.config.head + ("_clock" if policy.task_clock_s > 0 else "")
             entry: dict = {"checkpoint": path}
             if cfg.eval_data:
                 held = load_demos(cfg.eval_data, policy.config.horizon)
