@@ -133,3 +133,25 @@ def test_main_job_runs_the_committed_s0_checkpoint(tmp_path):
     assert result["success"] and result["max_tilt_deg"] < 20
     out = humanoid("run", "checkpoint=missing.safetensors", "seconds=1", cwd=tmp_path)
     assert out.returncode == 2 and "missing.safetensors" in out.stderr
+
+
+def test_main_job_with_an_instruction_runs_the_committed_stack(tmp_path):
+    """``humanoid run --instruction``: S2 -> S1 -> S0 on the committed checkpoints, a video and an MLflow run;
+    an instruction outside the task families is refused and the body stands."""
+    ck = REPO / "checkpoints"
+    common = [f"checkpoint={ck / 's0' / 'policy.safetensors'}", f"s1_checkpoint={ck / 's1' / 'policy.safetensors'}",
+              f"s2_checkpoint={ck / 's2' / 'policy.safetensors'}", "seconds=1"]
+    out = humanoid("run", "--json", "--instruction", "turn to face the red box", *common, cwd=tmp_path)
+    assert out.returncode in (0, 1), out.stderr
+    result = json.loads(out.stdout)
+    assert result["family"] == "face" and result["target"] == "red_box" and result["in_scope"]
+    assert result["ticks"] == {"s0": 50, "s1": 25, "s2": 5, "camera": 25}
+    assert (tmp_path / result["out_dir"] / "stack.mp4").stat().st_size > 0
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert any(r.data.tags.get("instruction") == "turn to face the red box" for r in runs)
+    out = humanoid("run", "--json", "--instruction", "bake me a chocolate cake", *common, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    refused = json.loads(out.stdout)
+    assert not refused["in_scope"] and not refused["fell"]
+    assert "outside the task families" in out.stderr
