@@ -55,6 +55,22 @@ def unflatten_state(prefix: str, tensors: Mapping[str, torch.Tensor]) -> dict[st
     return {name[len(head) :]: t for name, t in tensors.items() if name.startswith(head)}
 
 
+def optimizer_tensors(opt: torch.optim.Optimizer, prefix: str = "optim") -> dict[str, torch.Tensor]:
+    """An optimiser's per-parameter state as flat tensors ``{prefix}/<param index>/<name>`` (safetensors-ready;
+    the param groups, plain numbers, belong in the sidecar if a caller needs them)."""
+    return {f"{prefix}/{i}/{k}": v for i, st in opt.state_dict()["state"].items() for k, v in st.items()
+            if torch.is_tensor(v)}
+
+
+def optimizer_state(tensors: Mapping[str, torch.Tensor], prefix: str = "optim") -> dict[int, dict[str, torch.Tensor]]:
+    """The inverse of `optimizer_tensors`: ``{param index: {name: tensor}}``, an optimiser state_dict's "state"."""
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in unflatten_state(prefix, tensors).items():
+        index, name = key.split("/", 1)
+        state.setdefault(int(index), {})[name] = value
+    return state
+
+
 def _check_json(value: Any, where: str) -> None:
     """Raise ValueError naming ``where`` unless ``value`` is plain, finite JSON (str keys only)."""
     if value is None or isinstance(value, (bool, int, str)):

@@ -21,7 +21,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from infra.checkpoint import check_config_matches, flatten_state, load_checkpoint, save_checkpoint, unflatten_state
+from infra.checkpoint import (
+    check_config_matches,
+    flatten_state,
+    load_checkpoint,
+    optimizer_state,
+    optimizer_tensors,
+    save_checkpoint,
+    unflatten_state,
+)
 from infra.config import to_dict
 from infra.config.s1 import TrainS1Config
 from s1_policy.dataset import DemoDataset
@@ -129,9 +137,7 @@ def save_s1(path: Path, kind: str, model: S1Model, goal: GoalEncoder, stats: dic
     meta = {"config": to_dict(cfg), "model": to_dict(cfg.model), "goal_dim": goal.goal_dim, "step": step,
             **(extra or {})}
     if optimizer is not None:
-        tensors |= {f"optim/{i}/{k}": v for i, s in optimizer.state_dict()["state"].items() for k, v in s.items()
-                    if torch.is_tensor(v)}
-        meta["optimizer_steps"] = {str(i): float(s["step"]) for i, s in optimizer.state_dict()["state"].items()}
+        tensors |= optimizer_tensors(optimizer)
     return save_checkpoint(path, tensors, meta, kind=kind)
 
 
@@ -140,14 +146,7 @@ def _restore(path: str, model: S1Model, goal: GoalEncoder, opt: torch.optim.Opti
     check_config_matches(ckpt.meta["config"], to_dict(cfg), ["model", "data"])
     model.load_state_dict(unflatten_state("model", ckpt.tensors))
     goal.load_state_dict(unflatten_state("goal", ckpt.tensors))
-    state: dict = {}
-    for key, value in ckpt.tensors.items():
-        if key.startswith("optim/"):
-            _, i, name = key.split("/", 2)
-            state.setdefault(int(i), {})[name] = value
-    sd = opt.state_dict()
-    sd["state"] = state
-    opt.load_state_dict(sd)
+    opt.load_state_dict(opt.state_dict() | {"state": optimizer_state(ckpt.tensors)})
     return int(ckpt.meta["step"])
 
 

@@ -21,7 +21,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from infra.checkpoint import check_config_matches, flatten_state, load_checkpoint, save_checkpoint, unflatten_state
+from infra.checkpoint import (
+    check_config_matches,
+    flatten_state,
+    load_checkpoint,
+    optimizer_state,
+    optimizer_tensors,
+    save_checkpoint,
+    unflatten_state,
+)
 from infra.config import to_dict
 from infra.config.s2 import TrainS2Config
 from s2_vlm.model import build_s2_model, s2_loss
@@ -100,8 +108,7 @@ def save_s2(path: Path, kind: str, model, cfg: TrainS2Config, step: int, meta: d
             opt: torch.optim.Optimizer | None = None) -> Path:
     tensors = flatten_state("model", _state(model))
     if opt is not None:
-        tensors |= {f"optim/{i}/{k}": v for i, s in opt.state_dict()["state"].items() for k, v in s.items()
-                    if torch.is_tensor(v)}
+        tensors |= optimizer_tensors(opt)
     return save_checkpoint(path, tensors, {"config": to_dict(cfg), "model": to_dict(cfg.model), "step": step, **meta},
                            kind=kind)
 
@@ -117,14 +124,7 @@ def _restore(path: str, model, opt: torch.optim.Optimizer, cfg: TrainS2Config) -
     ckpt = load_checkpoint(path, kind=TRAIN_KIND)
     check_config_matches(ckpt.meta["config"], to_dict(cfg), ["model", "data", "s1_checkpoint"])
     load_s2_weights(model, ckpt.tensors)
-    state: dict = {}
-    for key, value in ckpt.tensors.items():
-        if key.startswith("optim/"):
-            _, i, name = key.split("/", 2)
-            state.setdefault(int(i), {})[name] = value
-    sd = opt.state_dict()
-    sd["state"] = state
-    opt.load_state_dict(sd)
+    opt.load_state_dict(opt.state_dict() | {"state": optimizer_state(ckpt.tensors)})
     return int(ckpt.meta["step"])
 
 

@@ -55,10 +55,9 @@ def evaluate_stack(cfg: EvalStackConfig, progress: bool = True, tracker=None) ->
         unknown = Task("unknown", OUT_OF_SCOPE_INSTRUCTION, time_limit_s=4.0,
                        layout=sample_task(task_rng(cfg.seed, "eval"), task_scene(cfg.stack.scene), "eval").layout)
         probe = _ZErrorProbe(s2, stop_z(s1), cfg.min_similarity, s1=s1)
-        start_obs = runner.backend.reset(layout=unknown.layout[None])
-        start_xy = start_obs.root_pos[0, :2].numpy().copy()
-        result = runner.run(unknown, layer1, probe)
-        moved = float(np.linalg.norm(runner.backend.observe().root_pos[0, :2].numpy() - start_xy))
+        path: list[np.ndarray] = []  # root position at each S1 tick
+        result = runner.run(unknown, layer1, probe, record=lambda tick: path.append(tick.privileged.root_xy))
+        moved = float(np.linalg.norm(runner.backend.observe().root_pos[0, :2].numpy() - path[0]))
     finally:
         runner.close()
     lat = measure_latency(s2.model, n=cfg.latency_calls)

@@ -1,4 +1,4 @@
-"""``humanoid collect``, ``train s1`` and ``eval s1``."""
+"""``humanoid collect``, ``train s1``, ``eval s1``, ``train s2`` and ``eval stack``."""
 
 from __future__ import annotations
 
@@ -17,16 +17,21 @@ def _print(result: dict, as_json: bool) -> None:
         print(f"{key:<32} {json.dumps(value) if isinstance(value, (dict, list)) else value}")
 
 
+def tracked(cfg, command: str, **tags: str) -> contextlib.AbstractContextManager[Tracker | None]:
+    """An MLflow run for ``cfg.tracking`` (None when tracking is off); the command's name and ``tags`` as tags."""
+    if not cfg.tracking.enabled:
+        return contextlib.nullcontext(None)
+    return Tracker(cfg.tracking.experiment, tracking_uri=cfg.tracking.uri or None, config=cfg,
+                   tags={"command": command, **tags})
+
+
 def collect_cmd(cfg, as_json: bool) -> int:
     from systems.collect import collect
 
-    if cfg.tracking.enabled:
-        with Tracker(cfg.tracking.experiment, tracking_uri=cfg.tracking.uri or None, config=cfg,
-                     tags={"command": "collect"}) as tracker:
-            result = collect(cfg, progress=not as_json, tracker=tracker)
+    with tracked(cfg, "collect") as tracker:
+        result = collect(cfg, progress=not as_json, tracker=tracker)
+        if tracker is not None:
             tracker.log_metrics({"collect/frames": result["frames"], "collect/wall_s": result["wall_s"]})
-    else:
-        result = collect(cfg, progress=not as_json)
     _print(result, as_json)
     return 0
 
@@ -34,11 +39,7 @@ def collect_cmd(cfg, as_json: bool) -> int:
 def train_s1_cmd(cfg, as_json: bool) -> int:
     from s1_policy.train import train_s1
 
-    with contextlib.ExitStack() as stack:
-        tracker = None
-        if cfg.tracking.enabled:
-            tracker = stack.enter_context(Tracker(cfg.tracking.experiment, tracking_uri=cfg.tracking.uri or None,
-                                                  config=cfg, tags={"command": "train s1", "head": cfg.model.head}))
+    with tracked(cfg, "train s1", head=cfg.model.head) as tracker:
         result = train_s1(cfg, progress=not as_json, tracker=tracker)
         if cfg.eval_episodes > 0:
             result |= _closed_loop_after_training(cfg, as_json, tracker)
@@ -76,12 +77,8 @@ def _closed_loop_after_training(cfg, as_json: bool, tracker) -> dict:
 def eval_s1_cmd(cfg, as_json: bool) -> int:
     from systems.eval_s1 import evaluate_s1
 
-    if cfg.tracking.enabled:
-        with Tracker(cfg.tracking.experiment, tracking_uri=cfg.tracking.uri or None, config=cfg,
-                     tags={"command": "eval s1"}) as tracker:
-            result = evaluate_s1(cfg, progress=not as_json, tracker=tracker)
-    else:
-        result = evaluate_s1(cfg, progress=not as_json)
+    with tracked(cfg, "eval s1") as tracker:
+        result = evaluate_s1(cfg, progress=not as_json, tracker=tracker)
     _print(result, as_json)
     return 0
 
@@ -97,11 +94,7 @@ def train_s2_cmd(cfg, as_json: bool) -> int:
     held = s2_data(cfg.eval_data, s1) if cfg.eval_data else None
     meta = {"s1_checkpoint": cfg.s1_checkpoint, "s1_sha256": s1.sha256,
             "instructions": sorted(set(data.texts))}
-    with contextlib.ExitStack() as stack:
-        tracker = None
-        if cfg.tracking.enabled:
-            tracker = stack.enter_context(Tracker(cfg.tracking.experiment, tracking_uri=cfg.tracking.uri or None,
-                                                  config=cfg, tags={"command": "train s2"}))
+    with tracked(cfg, "train s2") as tracker:
         result = train_s2(cfg, data, held, meta, progress=not as_json, tracker=tracker)
         if tracker is not None:
             for name in ("policy.safetensors", "policy.json"):
@@ -113,11 +106,7 @@ def train_s2_cmd(cfg, as_json: bool) -> int:
 def eval_stack_cmd(cfg, as_json: bool) -> int:
     from systems.eval_stack import evaluate_stack
 
-    if cfg.tracking.enabled:
-        with Tracker(cfg.tracking.experiment, tracking_uri=cfg.tracking.uri or None, config=cfg,
-                     tags={"command": "eval stack"}) as tracker:
-            result = evaluate_stack(cfg, progress=not as_json, tracker=tracker)
-    else:
-        result = evaluate_stack(cfg, progress=not as_json)
+    with tracked(cfg, "eval stack") as tracker:
+        result = evaluate_stack(cfg, progress=not as_json, tracker=tracker)
     _print(result, as_json)
     return 0

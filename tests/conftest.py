@@ -27,3 +27,14 @@ def body():
     from s0_locomotion.body import Body
 
     return Body()
+
+
+@pytest.fixture()
+def one_thread():
+    """Torch on one thread for the test (model tests, latency checks), the previous count restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -24,6 +24,8 @@ from infra.checkpoint import (
     check_config_matches,
     flatten_state,
     load_checkpoint,
+    optimizer_state,
+    optimizer_tensors,
     save_checkpoint,
     unflatten_state,
 )
@@ -67,11 +69,11 @@ def make_env(cfg: TrainS0Config) -> TrackingEnv:
     return TrackingEnv(cfg.env, load_motions(cfg.env.clips or clip_names(), body), body)
 
 
-def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    sd = opt.state_dict()
-    tensors = {f"optim/{i}/{k}": v for i, s in sd["state"].items() for k, v in s.items() if torch.is_tensor(v)}
-    groups = [{k: v for k, v in g.items() if k != "params"} for g in sd["param_groups"]]
-    return tensors, {"param_groups": groups, "params": [g["params"] for g in sd["param_groups"]]}
+def _param_groups(opt: torch.optim.Optimizer) -> dict:
+    """The optimiser's param groups (plain numbers) for the sidecar; its tensors go through optimizer_tensors."""
+    groups = opt.state_dict()["param_groups"]
+    return {"param_groups": [{k: v for k, v in g.items() if k != "params"} for g in groups],
+            "params": [g["params"] for g in groups]}
 
 
 def _env_tensors(env: TrackingEnv) -> dict[str, torch.Tensor]:
@@ -83,7 +85,7 @@ def _env_tensors(env: TrackingEnv) -> dict[str, torch.Tensor]:
 
 
 def save_training(path: Path, alg: PPO, env: TrackingEnv, cfg: TrainS0Config, iteration: int) -> Path:
-    optim, optim_meta = _optimizer_tensors(alg.optimizer)
+    optim, optim_meta = optimizer_tensors(alg.optimizer), _param_groups(alg.optimizer)
     tensors = {**flatten_state("actor", alg.actor.state_dict()), **flatten_state("critic", alg.critic.state_dict()),
                **optim, **_env_tensors(env), "rng/torch": torch.get_rng_state()}
     meta = {"config": to_dict(cfg), "iteration": iteration, "optimizer": optim_meta,
@@ -110,13 +112,8 @@ def restore_training(path: str, alg: PPO, env: TrackingEnv, cfg: TrainS0Config) 
     alg.actor.load_state_dict(unflatten_state("actor", ckpt.tensors))
     alg.critic.load_state_dict(unflatten_state("critic", ckpt.tensors))
     om = ckpt.meta["optimizer"]
-    state: dict = {}
-    for key, value in ckpt.tensors.items():
-        if key.startswith("optim/"):
-            _, idx, name = key.split("/", 2)
-            state.setdefault(int(idx), {})[name] = value
     groups = [g | {"params": p} for g, p in zip(om["param_groups"], om["params"])]
-    alg.optimizer.load_state_dict({"state": state, "param_groups": groups})
+    alg.optimizer.load_state_dict({"state": optimizer_state(ckpt.tensors), "param_groups": groups})
     alg.learning_rate = ckpt.meta["learning_rate"]
     t = ckpt.tensors
     snapshot = {k.removeprefix("env/sim/"): v.numpy() for k, v in t.items() if k.startswith("env/sim/")}

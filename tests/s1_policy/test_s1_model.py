@@ -27,14 +27,7 @@ from s1_policy.heads import (
 )
 from s1_policy.model import HEADS, S1Model, S1ModelConfig, fake_inputs
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The machine is shared with training jobs: run these tests on one thread, restore afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_config(head: str, **kw) -> S1ModelConfig:

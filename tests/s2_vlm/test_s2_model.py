@@ -17,14 +17,7 @@ from infra.config.s2 import S2LossWeights, S2ModelConfig
 from s2_vlm.model import S2Model, build_s2_model, fake_inputs, measure_latency, s2_loss
 from s2_vlm.text import TEXT_DIM, TextEncoder
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The machine is shared with training jobs: run these tests on one thread, restore afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
