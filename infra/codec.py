@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import math
 import typing
 from typing import Any
 
@@ -35,6 +36,9 @@ DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 """Default upper bound on the size of one encoded message (64 MiB)."""
 WIRE_DTYPES: frozenset[str] = frozenset({"<f4", "<f8", "|u1", "<i4", "<i8"})
 """Array dtypes allowed on the wire (numpy ``dtype.str``, little endian)."""
+
+_WIRE = {name: np.dtype(name) for name in WIRE_DTYPES}
+_NATIVE = {name: dtype.newbyteorder("=") for name, dtype in _WIRE.items()}
 
 # Container limits passed to msgpack so a hostile header cannot make it allocate: a message is one
 # map of a few fields, arrays carry at most a handful of dimensions.
@@ -105,6 +109,8 @@ def encode(msg: Message) -> bytes:
 
 def _check_keys(where: str, mapping: Any, keys: tuple[str, ...]) -> dict[str, Any]:
     """Require ``mapping`` to be a dict with exactly ``keys``; name the missing/unexpected ones."""
+    if isinstance(mapping, dict) and len(mapping) == len(keys) and all(k in mapping for k in keys):
+        return mapping  # the common case, checked without building lists
     if not isinstance(mapping, dict):
         raise CodecError(f"{where}: expected a map with keys {list(keys)}, got {_type_name(mapping)}")
     missing = [k for k in keys if k not in mapping]
@@ -130,14 +136,14 @@ def _decode_array(where: str, obj: Any) -> np.ndarray:
         raise CodecError(f"{where}: shape must be a list of ints >= 0, got {shape!r}")
     if not isinstance(data, bytes):
         raise CodecError(f"{where}: array data must be bytes, got {_type_name(data)}")
-    wire = np.dtype(dtype)
-    expected_len = int(np.prod(shape, dtype=object)) * wire.itemsize
+    wire = _WIRE[dtype]
+    expected_len = math.prod(shape) * wire.itemsize
     if len(data) != expected_len:
         raise CodecError(
             f"{where}: array data has {len(data)} bytes, shape {shape} of {dtype} needs {expected_len}"
         )
     # astype to the native byte order always copies, so the result is writable and owns its memory.
-    return np.frombuffer(data, dtype=wire).reshape(shape).astype(wire.newbyteorder("="))
+    return np.frombuffer(data, dtype=wire).reshape(shape).astype(_NATIVE[dtype])
 
 
 def _decode_field(where: str, kind: Any, value: Any) -> Any:

@@ -28,6 +28,7 @@ __all__ = [
     "MESSAGE_TYPES",
     "CameraFrame",
     "CommandMode",
+    "Instruction",
     "JointCommand",
     "LatentGoal",
     "Message",
@@ -113,31 +114,35 @@ def _describe_spec(spec: ShapeSpec, dims: Dims) -> str:
 def _shape_matches(shape: tuple[int, ...], spec: ShapeSpec, dims: Dims) -> bool:
     if len(shape) != len(spec):
         return False
-    bound = {name: size for name, (size, _) in dims.items()}
-    for size, want in zip(shape, spec, strict=True):
-        if isinstance(want, int):
+    local: dict[str, int] = {}  # symbolic dims first bound within this array
+    for size, want in zip(shape, spec):
+        if want.__class__ is int:
             if size != want:
                 return False
-        elif size < 1 or bound.setdefault(want, size) != size:
+            continue
+        bound = dims.get(want)
+        if size < 1 or (bound[0] if bound is not None else local.setdefault(want, size)) != size:
             return False
     return True
 
 
 def _array(where: str, value: Any, dtype: type, spec: ShapeSpec, dims: Dims) -> np.ndarray:
     """Check dtype, shape against ``spec`` (binding new symbolic dims into ``dims``) and finiteness."""
-    name = np.dtype(dtype).name
     if isinstance(value, (list, tuple)) and dtype is np.float32:
         try:
             value = np.asarray(value, dtype=np.float32)
         except (TypeError, ValueError) as err:
             raise MessageError(f"{where}: cannot convert {type(value).__name__} to float32 ({err})") from None
-    expected = f"expected {name} array of shape {_describe_spec(spec, dims)}"
+
+    def expected() -> str:  # built only for an error: messages are validated at every hop of the data path
+        return f"expected {np.dtype(dtype).name} array of shape {_describe_spec(spec, dims)}"
+
     if not isinstance(value, np.ndarray):
-        raise MessageError(f"{where}: {expected}, got {type(value).__name__}")
+        raise MessageError(f"{where}: {expected()}, got {type(value).__name__}")
     if value.dtype != dtype:
-        raise MessageError(f"{where}: {expected}, got {value.dtype} array of shape {value.shape}")
+        raise MessageError(f"{where}: {expected()}, got {value.dtype} array of shape {value.shape}")
     if not _shape_matches(value.shape, spec, dims):
-        raise MessageError(f"{where}: {expected}, got {value.shape}")
+        raise MessageError(f"{where}: {expected()}, got {value.shape}")
     field = where.rsplit(".", 1)[-1]
     for size, want in zip(value.shape, spec, strict=True):
         if isinstance(want, str):
@@ -322,7 +327,20 @@ def _mode(where: str, value: Any) -> CommandMode:
         raise MessageError(f"{where}: expected CommandMode ({valid}), got {value}") from None
 
 
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Instruction(Message):
+    """The operator's current instruction for S2; republished at a few Hz (latest-value streams keep only the
+    newest message, so a consumer that starts late or restarts still learns it). ``stamp`` is when it was
+    issued, not when it was last sent."""
+
+    text: str
+    """The instruction, free-form language; empty = none."""
+
+    def _validate(self, dims: Dims) -> None:
+        _text(self._where("text"), self.text)
+
+
 MESSAGE_TYPES: dict[str, type[Message]] = {
-    cls.__name__: cls for cls in (RobotState, CameraFrame, LatentGoal, MotionChunk, JointCommand)
+    cls.__name__: cls for cls in (RobotState, CameraFrame, LatentGoal, MotionChunk, JointCommand, Instruction)
 }
 """Registry of message types by class name; the codec looks names up here (open: add your own)."""

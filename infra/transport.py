@@ -178,7 +178,14 @@ class Publisher(_Endpoint):
         """Encode ``msg`` (one frame) and send it. Raises CodecError for an unencodable object."""
         if self._closed:
             raise TransportError(f"publish on closed {self!r}")
-        self._sock.send(encode(msg))
+        self.send_encoded(encode(msg))
+
+    def send_encoded(self, data: bytes) -> None:
+        """Send bytes already produced by :func:`infra.codec.encode` (one encoding for several streams, or a
+        send at a chosen instant). The subscriber validates them like any frame."""
+        if self._closed:
+            raise TransportError(f"send on closed {self!r}")
+        self._sock.send(data)
         self.sent += 1
 
 

@@ -1,13 +1,18 @@
 """``humanoid bench runtime``: the real-time data path (DESIGN §4), measured in one run.
 
 1. ZeroMQ: a spawned publisher process sends a 16-frame x 65-joint :class:`MotionChunk` every 1 ms over
-   ``ipc://``; the main process subscribes. ``zmq_one_way_us`` = receipt - ``stamp``: the producer stamps
-   just before building and encoding the message, the consumer reads ``time.monotonic()`` when the frame
-   comes off the socket (:attr:`Subscriber.last_receipt`; one node, one clock). Decoding and validating
-   the message is the same work whatever carries the bytes, so it is reported apart (``decode_us_p50``).
-2. Ray: a Ray actor method called with the same encoded bytes (built and encoded after ``t0``, as above).
+   ``ipc://``; the main process subscribes and busy-polls (as a loop spinning to its deadline does). The publisher builds and encodes each message for a send time
+   (its ``stamp``) a little in the future, waits for that instant and sends the bytes then, so
+   ``zmq_one_way_us`` = receipt - ``stamp`` is the transport alone: from the bytes handed to ZeroMQ to the
+   frame off the consumer's socket (:attr:`Subscriber.last_receipt`; one node, one clock). Building,
+   validating and encoding a message, and decoding and validating it, are the same work whatever carries
+   the bytes: they are measured apart (``encode_us_p50`` in the publisher after its sleep, i.e. as a loop
+   that wakes for its tick pays it; ``decode_us_p50`` in the consumer) and added to both paths in
+   ``zmq_vs_ray_ratio_with_codec``.
+2. Ray: a Ray actor method called with the same encoded bytes (encoded before ``t0``, as above).
    ``ray_call_us`` is the blocking call (submit -> ``ray.get`` returns: what a per-tick Ray call would cost
-   a loop); ``ray_one_way_us`` is submit -> the bytes in the actor's method, the like-for-like figure.
+   a loop); ``ray_one_way_us`` is submit -> the bytes in the actor's method. ``zmq_vs_ray_ratio`` =
+   ``ray_call_us_p50 / zmq_one_way_us_p50``.
 3. S0 loops: a :class:`~systems.runtime.loop.PeriodicLoop` whose step is an S0-sized MLP forward
    (349 -> 512 -> 256 -> 128 -> 65, ELU, one torch thread) plus encoding a :class:`JointCommand`, at 500 Hz
    and at 1 kHz for ``loop_seconds`` each, in a child process of its own: a fresh interpreter without the
@@ -39,7 +44,7 @@ from infra.codec import encode
 from infra.config.stack import BenchRuntimeConfig
 from infra.messages import CommandMode, JointCommand, MotionChunk
 from infra.transport import Publisher, Subscriber, ipc_address, ipc_path
-from systems.runtime.loop import PeriodicLoop
+from systems.runtime.loop import PeriodicLoop, wait_until
 
 __all__ = ["bench_runtime", "bench_runtime_cmd"]
 
@@ -49,6 +54,8 @@ S0_LAYERS = (349, 512, 256, 128, 65)
 """S0 policy MLP widths: observation -> hidden -> joint targets."""
 PUBLISH_PERIOD_S = 1e-3
 """Interval between the benchmark publisher's messages."""
+LEAD_S = 3e-4
+"""The publisher builds and encodes a message this long before its send time (longer than encoding takes)."""
 CHILD_TIMEOUT_S = 120.0
 """Longest wait for a child's start-up (imports under load) before giving up."""
 REPO = Path(__file__).resolve().parents[1]
@@ -93,40 +100,54 @@ def _stop_process(proc: subprocess.Popen) -> None:
 
 
 def _publisher_main(address: str, period_s: float) -> None:
-    """Child process: publish MotionChunks every ``period_s`` until stdin reaches EOF (the parent closed it)."""
+    """Child process: publish MotionChunks every ``period_s`` until stdin reaches EOF (the parent closed it).
+
+    Each message is built for a send time ``LEAD_S`` ahead and sent at that instant; one line per message on
+    stderr would disturb the timing, so the build + encode times go out as one JSON line on stdout at the end.
+    """
     joint_pos = _joint_pos()
+    encode_s = []
     with Publisher(address) as pub:
         seq = 0
         while not select.select([sys.stdin], [], [], 0.0)[0]:
-            pub.publish(_chunk(seq, time.monotonic(), joint_pos))
+            t0 = time.monotonic()
+            send_at = t0 + LEAD_S
+            data = encode(_chunk(seq, send_at, joint_pos))
+            encode_s.append(time.monotonic() - t0)
+            wait_until(send_at, spin_s=LEAD_S)  # late only if building took longer than LEAD_S (then counted)
+            pub.send_encoded(data)
             seq += 1
             time.sleep(period_s)
+    print(json.dumps({"encode_us_p50": _percentiles_us(encode_s[-5000:])[0]}), flush=True)
 
 
-def zmq_latency(cfg: BenchRuntimeConfig) -> tuple[np.ndarray, np.ndarray, int]:
-    """(one-way latencies (messages,) s, decode times (messages,) s, frames rejected) over ``ipc://``."""
+def zmq_latency(cfg: BenchRuntimeConfig) -> tuple[np.ndarray, np.ndarray, int, float]:
+    """(one-way latencies (messages,) s, decode times (messages,) s, frames rejected, encode µs p50) over
+    ``ipc://``."""
     address = ipc_address("bench")
     samples: list[tuple[float, float]] = []
     proc = None
     try:
         with Subscriber(address, MotionChunk) as sub:  # connects first; ZeroMQ retries until the bind exists
             proc = _spawn("publish", address, repr(PUBLISH_PERIOD_S), stdin=subprocess.PIPE,
-                          stdout=subprocess.DEVNULL)
+                          stdout=subprocess.PIPE)
             give_up = time.monotonic() + CHILD_TIMEOUT_S + (cfg.warmup + cfg.messages) * 0.05
             while len(samples) < cfg.warmup + cfg.messages:
-                msg = sub.latest(timeout_s=0.2)
+                msg = sub.latest()  # busy-poll: the transport, not the wake-up of a sleeping consumer
                 if msg is not None:
                     samples.append((sub.last_receipt - msg.stamp, time.monotonic() - sub.last_receipt))
                 elif proc.poll() is not None or time.monotonic() > give_up:
                     raise RuntimeError(f"bench runtime: publisher at {address} delivered {len(samples)} of "
                                        f"{cfg.warmup + cfg.messages} messages (exit code {proc.poll()})")
             rejected = sub.rejected
+            proc.stdin.close()  # EOF: the publisher stops and reports its encode times
+            encode_us = json.loads(proc.stdout.readline() or "{}").get("encode_us_p50", math.nan)
     finally:
         if proc is not None:
             _stop_process(proc)
         ipc_path(address).unlink(missing_ok=True)  # the child removes it; this covers a killed child
     one_way, decode_s = np.asarray(samples[cfg.warmup:]).T
-    return one_way, decode_s, rejected
+    return one_way, decode_s, rejected, encode_us
 
 
 # --------------------------------------------------------------------------- Ray
@@ -152,8 +173,9 @@ def ray_latency(cfg: BenchRuntimeConfig) -> tuple[np.ndarray, np.ndarray]:
         joint_pos = _joint_pos()
         calls, one_way = np.empty(cfg.messages), np.empty(cfg.messages)
         for i in range(cfg.warmup + cfg.messages):
+            data = encode(_chunk(i, time.monotonic(), joint_pos))
             t0 = time.monotonic()
-            t_actor = ray.get(sink.deliver.remote(encode(_chunk(i, t0, joint_pos))))
+            t_actor = ray.get(sink.deliver.remote(data))
             t1 = time.monotonic()
             if i >= cfg.warmup:
                 calls[i - cfg.warmup], one_way[i - cfg.warmup] = t1 - t0, t_actor - t0
@@ -226,16 +248,20 @@ def s0_loops(cfg: BenchRuntimeConfig) -> dict:
 def bench_runtime(cfg: BenchRuntimeConfig) -> dict:
     """All the numbers of ``humanoid bench runtime`` from one run (latencies in µs, loop times in ms)."""
     load_1m = os.getloadavg()[0]
-    zmq_s, decode_s, rejected = zmq_latency(cfg)
+    zmq_s, decode_s, rejected, encode_us = zmq_latency(cfg)
     ray_s, ray_one_way_s = ray_latency(cfg)
     loops = s0_loops(cfg)
     zmq_p50, zmq_p99 = _percentiles_us(zmq_s)
     ray_p50, ray_p99 = _percentiles_us(ray_s)
+    decode_us = _percentiles_us(decode_s)[0]
+    codec = encode_us + decode_us  # the same work on either path
     result = {"zmq_one_way_us_p50": zmq_p50, "zmq_one_way_us_p99": zmq_p99,
               "ray_call_us_p50": ray_p50, "ray_call_us_p99": ray_p99,
               "ray_one_way_us_p50": _percentiles_us(ray_one_way_s)[0],
               "zmq_vs_ray_ratio": round(ray_p50 / zmq_p50, 2) if zmq_p50 > 0 else math.nan,
-              "decode_us_p50": _percentiles_us(decode_s)[0], "zmq_rejected": rejected,
+              "encode_us_p50": encode_us, "decode_us_p50": decode_us,
+              "zmq_vs_ray_ratio_with_codec": round((codec + ray_p50) / (codec + zmq_p50), 2),
+              "zmq_rejected": rejected,
               "message_bytes": len(encode(_chunk(0, 0.0, _joint_pos())))}
     for label, summary in ((k, loops[k]) for k in ("500hz", "1khz")):
         result |= {f"s0_{label}_miss_rate": round(summary["deadline_miss_rate"], 4),

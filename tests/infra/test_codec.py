@@ -13,6 +13,7 @@ from infra import codec
 from infra.codec import CodecError, decode, encode
 from infra.messages import (
     MESSAGE_TYPES,
+    Instruction,
     CameraFrame,
     CommandMode,
     JointCommand,
@@ -57,6 +58,8 @@ def sample(cls: type, seed: int = 0):
             **header, q_target=f32(N_DOF), kp=np.abs(f32(N_DOF)), kd=np.abs(f32(N_DOF)), tau_ff=f32(N_DOF),
             mode=CommandMode.DAMP,
         )  # fmt: skip
+    if cls is Instruction:
+        return Instruction(**header, text="walk to the red box ➜ slowly")
     raise AssertionError(f"no sample for {cls.__name__}")
 
 
@@ -302,6 +305,7 @@ def test_codec_never_imports_pickle():
         "dataclasses",
         "enum",
         "functools",
+        "math",
         "typing",
         "msgpack",
         "numpy",

@@ -9,6 +9,7 @@ import pytest
 
 from infra.messages import (
     MESSAGE_TYPES,
+    Instruction,
     CameraFrame,
     CommandMode,
     JointCommand,
@@ -60,16 +61,19 @@ def valid_kwargs(cls: type) -> dict:
             "tau_ff": _f32(N_DOF),
             "mode": CommandMode.RUN,
         }
+    if cls is Instruction:
+        return header | {"text": "walk to the red box"}
     raise AssertionError(f"no valid_kwargs for {cls.__name__}")
 
 
-def test_registry_holds_the_five_design_types():
+def test_registry_holds_the_design_types_and_the_instruction_stream():
     assert MESSAGE_TYPES == {
         "RobotState": RobotState,
         "CameraFrame": CameraFrame,
         "LatentGoal": LatentGoal,
         "MotionChunk": MotionChunk,
         "JointCommand": JointCommand,
+        "Instruction": Instruction,
     }
 
 
