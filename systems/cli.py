@@ -28,7 +28,7 @@ ALIASES = {"train-s1": {"head": "model.head"}}  # short names the issues and the
 
 
 def _cmd_run(cfg: RunConfig, as_json: bool) -> int:
-    if cfg.instruction:
+    if cfg.instruction or cfg.script or cfg.stdin:
         return _cmd_run_stack(cfg, as_json)
     from systems.rollout import run
 
@@ -51,11 +51,36 @@ def _cmd_run_stack(cfg: RunConfig, as_json: bool) -> int:
     result = run_stack(cfg, progress=not as_json)
     if as_json:
         print(json.dumps(result))
+    elif result["mode"] == "realtime":
+        print(_realtime_text(result))
+        return 0 if result["success"] else 1
     else:
         scope = "" if result["in_scope"] else " (outside the task families: stood still)"
         print(f"{result['instruction']!r}{scope}: {'success' if result['success'] else 'not done'}"
               f"{', FELL' if result['fell'] else ''} after {result['seconds']} s; files: {result['out_dir']}")
     return 0 if result["success"] or not result["in_scope"] else 1
+
+
+def _realtime_text(result: dict) -> str:
+    """The real-time run's summary: the tasks, then the per-layer timing table."""
+    lines = []
+    for t in result["tasks"]:
+        done = f"success at {t['success_at']} s" if t["success"] else "not done"
+        lines.append(f"{t['instruction']!r} ({t['family']}): {done}; stack reacted in {t['reaction_ms']} ms")
+    if result["fell"]:
+        lines.append(f"the body FELL at {result['fell_at']} s")
+    lines.append(f"{'layer':<8}{'rate Hz':>9}{'jitter p99 ms':>15}{'miss rate':>11}{'stale p99 ms':>14}"
+                 f"{'step p99 ms':>13}{'restarts':>10}")
+    for name, row in result["layers"].items():
+        if "rate_hz" not in row:
+            lines.append(f"{name:<8} {row.get('error')}")
+            continue
+        lines.append(f"{name:<8}{row['rate_hz']:>9.2f}{row['jitter_ms_p99']:>15.3f}{row['deadline_miss_rate']:>11.4f}"
+                     f"{row['staleness_ms_p99'] if row['staleness_ms_p99'] is not None else float('nan'):>14.2f}"
+                     f"{row['step_ms_p99']:>13.3f}{row['restarts']:>10}")
+    lines.append(f"real-time factor {result['realtime_factor']}; files: {result['out_dir']}  "
+                 f"mlflow run: {result.get('mlflow_run_id', '-')}")
+    return "\n".join(lines)
 
 
 def _cmd_body_info(cfg: BodyInfoConfig, as_json: bool) -> int:
@@ -106,6 +131,8 @@ def _add(sub, name: str, help_: str, schema: str, func: Callable) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     if name == "run":
         parser.add_argument("--instruction", help='run the whole stack on an instruction ("walk to the red box")')
+        parser.add_argument("--script", metavar="FILE", help="timed instructions, one 'SECONDS INSTRUCTION' per line")
+        parser.add_argument("--stdin", action="store_true", help="read new instructions from standard input")
     parser.set_defaults(schema=schema, func=func)
 
 
@@ -167,12 +194,16 @@ def main(argv: list[str] | None = None) -> int:
                      for o in args.overrides]
         if getattr(args, "instruction", None):
             overrides.append(f"instruction={json.dumps(args.instruction)}")
+        if getattr(args, "script", None):
+            overrides.append(f"script={json.dumps(args.script)}")
+        if getattr(args, "stdin", False):
+            overrides.append("stdin=true")
         cfg = load_config(SCHEMAS[schema], overrides, args.preset)
         if args.func is None:
             print(to_yaml(cfg), end="")
             return 0
         return args.func(cfg, args.json)
-    except (ConfigError, BodyError, SimError, ClipError, CheckpointError) as exc:
+    except (ConfigError, BodyError, SimError, ClipError, CheckpointError, FileNotFoundError, ValueError) as exc:
         print(f"humanoid: error: {exc}", file=sys.stderr)
         return 2
 

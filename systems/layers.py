@@ -19,9 +19,13 @@ class S1Layer(ChunkLayer):
         self.seq = 0
 
     def reset(self, task: Task, privileged: Privileged) -> None:
-        self.policy.reset()
         self.seq = 0
-        self.t0 = privileged.time  # the instruction's start: S1's task clock
+        self.start(privileged.time)
+
+    def start(self, t0: float) -> None:
+        """A new instruction began at ``t0`` (the clock of ``now``): restart S1's task clock."""
+        self.policy.reset()
+        self.t0 = t0
 
     def chunk(self, now: float, image: np.ndarray, proprio: np.ndarray, z: np.ndarray,
               privileged: Privileged) -> MotionChunk:

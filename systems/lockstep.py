@@ -2,7 +2,7 @@
 
 Order within a control step that is also an S1 (S2) tick: render the head camera -> S2 -> S1 -> broker ->
 S0 -> physics. Periods are whole multiples of S0's period, so tick counts are exact integers and a run
-is deterministic for a seed. The same layer objects run in the real-time runner.
+is deterministic for a seed. The same layer objects (and :class:`World`) run in the real-time runner (``systems.runtime``).
 
 Layers plug in through two small interfaces:
 
@@ -90,19 +90,21 @@ class EpisodeResult:
     frames: list[np.ndarray] = field(default_factory=list)  # third-person video frames, if asked
 
 
-class LockstepRunner:
-    """Runs episodes of the stack in simulated time. One world; reuses its simulation across episodes."""
+def proprio_of(obs: SimObs) -> np.ndarray:
+    """S1's proprioception (P,) float32 from world 0 of an observation (no global position)."""
+    gravity = quat_rotate_inverse(obs.root_quat[:1], torch.tensor([[0.0, 0.0, -1.0]]))[0].numpy()
+    return proprio_vector(obs.joint_pos[0].numpy(), obs.joint_vel[0].numpy(), obs.root_ang_vel[0].numpy(),
+                          gravity, float(obs.root_pos[0, 2]))
+
+
+class World:
+    """The simulated scene of the stack (one world): the backend plus what the layers and the success checks
+    read from it. Both runners use it: in the real-time runner it lives in the body's actor."""
 
     def __init__(self, cfg: StackConfig, body: Body | None = None) -> None:
         self.cfg = cfg
         self.body = body or Body(cfg.body)
         self.backend = MujocoBackend(self.body, cfg.sim, task_scene(cfg.scene))
-        dt = self.backend.ctrl_dt
-        self.s1_every = int(round(cfg.rates.s1_period_s / dt))
-        self.s2_every = int(round(cfg.rates.s2_period_s / dt))
-        policy = None if cfg.s0_checkpoint == "none" else S0Policy(cfg.s0_checkpoint)
-        self.s0 = S0Controller(policy, self.body, dt)
-        self.broker = ChunkBroker(cfg.rates.blend_frames)
         self.adr = self.backend.scene.object_qpos_adr
         self.names = self.backend.scene.object_names
         self.tracked = {n: i for i, n in enumerate(self.backend.body_names)}
@@ -113,19 +115,52 @@ class LockstepRunner:
         return Privileged(float(obs.time[0]), obs.root_pos[0, :2].numpy().astype(float),
                           float(yaw_of(obs.root_quat)[0]), objects, task)
 
-    def proprio(self, obs: SimObs) -> np.ndarray:
-        gravity = quat_rotate_inverse(obs.root_quat, torch.tensor([[0.0, 0.0, -1.0]]))[0].numpy()
-        return proprio_vector(obs.joint_pos[0].numpy(), obs.joint_vel[0].numpy(), obs.root_ang_vel[0].numpy(),
-                              gravity, float(obs.root_pos[0, 2]))
-
     def body_state(self, p: Privileged, obs: SimObs) -> BodyState:
         bodies = {n: obs.body_pos[0, i].numpy() for n, i in self.tracked.items()}
         return BodyState(p.time, p.root_xy, float(obs.root_pos[0, 2]), p.root_yaw, bodies, p.objects,
                          self.body.root_height)
 
+    def fallen(self, obs: SimObs) -> bool:
+        """The root below 60% of its standing height."""
+        return float(obs.root_pos[0, 2]) < 0.6 * self.body.root_height
+
     def camera(self, size: int | None = None) -> np.ndarray:
         s = size or self.cfg.image_size
         return self.backend.render(np.array([0]), HEAD_CAMERA, s, s, fast=True)[0]
+
+    def view(self, height: int = 240, width: int = 320) -> np.ndarray:
+        """The third-person tracking camera."""
+        return self.backend.render(np.array([0]), TRACK_CAMERA, height, width, fast=True)[0]
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+class LockstepRunner:
+    """Runs episodes of the stack in simulated time. One world; reuses its simulation across episodes."""
+
+    def __init__(self, cfg: StackConfig, body: Body | None = None) -> None:
+        self.cfg = cfg
+        self.world = World(cfg, body)
+        self.body, self.backend = self.world.body, self.world.backend
+        dt = self.backend.ctrl_dt
+        self.s1_every = int(round(cfg.rates.s1_period_s / dt))
+        self.s2_every = int(round(cfg.rates.s2_period_s / dt))
+        policy = None if cfg.s0_checkpoint == "none" else S0Policy(cfg.s0_checkpoint)
+        self.s0 = S0Controller(policy, self.body, dt)
+        self.broker = ChunkBroker(cfg.rates.blend_frames)
+
+    def privileged(self, obs: SimObs, task: Task) -> Privileged:
+        return self.world.privileged(obs, task)
+
+    def proprio(self, obs: SimObs) -> np.ndarray:
+        return proprio_of(obs)
+
+    def body_state(self, p: Privileged, obs: SimObs) -> BodyState:
+        return self.world.body_state(p, obs)
+
+    def camera(self, size: int | None = None) -> np.ndarray:
+        return self.world.camera(size)
 
     def run(self, task: Task, s1: ChunkLayer, s2: GoalLayer, record: Callable[[Tick], None] | None = None,
             video_every: int = 0, max_seconds: float | None = None) -> EpisodeResult:
@@ -161,15 +196,15 @@ class LockstepRunner:
                 if record is not None:
                     record(Tick(priv.time, image, proprio, z, chunk, priv))
             if video_every and i % video_every == 0:
-                frames.append(self.backend.render(np.array([0]), TRACK_CAMERA, 240, 320, fast=True)[0])
+                frames.append(self.world.view())
             obs = self.backend.step(self.s0.act(obs))
             ticks["s0"] += 1
             state = self.body_state(self.privileged(obs, task), obs)
             done = check.update(state)
-            fell = state.root_height < 0.6 * self.body.root_height
+            fell = self.world.fallen(obs)
             if fell or (done and self.cfg.stop_on_success and record is None):
                 break
         return EpisodeResult(task, check.success, fell, float(obs.time[0]), ticks, frames)
 
     def close(self) -> None:
-        self.backend.close()
+        self.world.close()

@@ -1,8 +1,8 @@
-"""``humanoid run --instruction "..."``: the whole stack (S2 -> S1 -> S0) in the lockstep runner.
+"""``humanoid run --instruction "..."``: the whole stack (S2 -> S1 -> S0), in real time by default
+(:mod:`systems.runtime.main`) or, with ``mode=lockstep``, in the lockstep runner.
 
-Writes ``stack.mp4`` (third-person view with the head camera inset, the instruction and each layer's
-output overlaid), ``metrics.json`` and an MLflow run. The real-time runner (Ray actors) comes later and
-will run the same layer objects.
+The lockstep run writes ``stack.mp4`` (third-person view with the head camera inset, the instruction and
+each layer's output overlaid), ``metrics.json`` and an MLflow run.
 """
 
 from __future__ import annotations
@@ -58,6 +58,18 @@ def overlay(frame: np.ndarray, head: np.ndarray, lines: list[str]) -> np.ndarray
 
 
 def run_stack(cfg: RunConfig, progress: bool = True) -> dict:
+    """The whole stack on ``cfg.instruction`` (and ``cfg.script``): in real time (Ray actors, the default) or
+    in the lockstep runner."""
+    if cfg.mode == "realtime":
+        from systems.runtime.main import run_realtime
+
+        return run_realtime(cfg, progress)
+    if cfg.script or cfg.stdin:
+        raise ValueError("script and stdin (changing instructions during a run) need mode=realtime")
+    return run_lockstep(cfg)
+
+
+def run_lockstep(cfg: RunConfig) -> dict:
     import imageio.v2 as imageio
 
     torch.set_num_threads(1)
@@ -97,7 +109,7 @@ def run_stack(cfg: RunConfig, progress: bool = True) -> dict:
                             max_seconds=cfg.seconds)
         if frames:
             imageio.mimwrite(out / "stack.mp4", frames, fps=12.5, macro_block_size=8)
-        summary = {"instruction": cfg.instruction, "family": task.family, "target": task.target,
+        summary = {"mode": "lockstep", "instruction": cfg.instruction, "family": task.family, "target": task.target,
                    "in_scope": layer2.in_scope, "success": bool(result.success), "fell": result.fell,
                    "seconds": round(result.duration_s, 3), "ticks": result.ticks, "out_dir": str(out),
                    "target_phrase": object_phrase(task.target) if task.target else ""}

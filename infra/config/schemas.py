@@ -262,6 +262,74 @@ class VideoConfig:
 
 
 @dataclass
+class PhasesConfig:
+    """Offset of each loop's ticks after the body's, s. The body steps the physics and publishes the state at
+    its tick (and renders the head camera on S1's ticks); S0 acts on that state a few ms later, within the
+    same control period, so the command reaches the next physics step exactly as in the lockstep runner."""
+
+    body: float = 0.0
+    camera: float = 0.002
+    """renders the state of the body's tick at 0 (about 17 ms in software GL here)"""
+    s0: float = 0.004
+    s1: float = 0.024
+    """after the camera's frame of this S1 period"""
+    s2: float = 0.006
+    """between the camera's frames; S2 reads the newest one (at most one S1 period old)"""
+
+
+@dataclass
+class RealtimeConfig:
+    """The real-time runner (DESIGN §4): one Ray actor per layer, ZeroMQ latest-value streams between them."""
+
+    transport: str = "ipc"
+    """ipc (one node: socket files under a run folder in /tmp) or tcp (across nodes: fixed ports)"""
+    tcp_base_port: int = 47100
+    """with transport=tcp: the streams use this port and the next five"""
+    ray_address: str = ""
+    """"" = start a local Ray for the run (shut down after it); "auto" or "host:port" = join a running cluster"""
+    onboard: float = 0.2
+    """units of the custom resource ``onboard`` that the body, the head camera, S0 and S1 each ask for (a
+    robot's computer declares ``onboard: 1``); the local Ray declares 1"""
+
+    s2_gpu: str = "auto"
+    """S2 asks for a GPU: auto (if the cluster has one), yes, no"""
+    max_restarts: int = 3
+    """Ray restarts a killed or crashed layer actor this many times"""
+    health_period_s: float = 0.5
+    """the driver checks every actor this often (and restarts a hung one)"""
+    spin_s: float = 5e-4
+    """each loop busy-waits this long before its deadline (see ``PeriodicLoop``)"""
+    command_timeout_s: float = 0.1
+    """the body holds the last joint targets when S0's command is older than this"""
+    chunk_timeout_s: float = 0.2
+    """S0 cross-fades to standing when its newest MotionChunk is older than this"""
+    goal_timeout_s: float = 1.0
+    """S1 keeps the last latent goal up to this age, then uses the stop goal (stand)"""
+    input_timeout_s: float = 0.2
+    """a layer skips its tick when its state or camera input is older than this (the body is gone)"""
+    instruction_period_s: float = 0.1
+    """the driver republishes the current instruction this often"""
+    phases: PhasesConfig = field(default_factory=PhasesConfig)
+    startup_timeout_s: float = 180.0
+    """longest wait for every actor to load its model and bind its sockets"""
+    record_every: int = 4
+    """the body records its state for the video every this many control steps (12.5 fps at 50 Hz)"""
+
+    def __post_init__(self) -> None:
+        if self.transport not in ("ipc", "tcp"):
+            raise ValueError(f"realtime.transport must be ipc or tcp, got {self.transport!r}")
+        if self.s2_gpu not in ("auto", "yes", "no"):
+            raise ValueError(f"realtime.s2_gpu must be auto, yes or no, got {self.s2_gpu!r}")
+        for name in ("command_timeout_s", "chunk_timeout_s", "goal_timeout_s", "input_timeout_s",
+                     "instruction_period_s", "health_period_s", "startup_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"realtime.{name} must be > 0, got {getattr(self, name)}")
+        if self.max_restarts < 0 or self.record_every < 1 or not 0 < self.onboard <= 1:
+            raise ValueError(f"realtime: need max_restarts >= 0, record_every >= 1 and 0 < onboard <= 1, got "
+                             f"{self.max_restarts}, {self.record_every}, {self.onboard}")
+
+
+@dataclass
 class RunConfig:
     """``humanoid run``: a simulated rollout of the body."""
 
@@ -290,12 +358,21 @@ class RunConfig:
     """with an instruction: the S2 model"""
     layout_seed: int = 0
     """with an instruction: the scene layout is drawn from this seed (held-out range)"""
+    mode: str = "realtime"
+    """with an instruction: realtime (Ray actors on the wall clock) or lockstep (one process, simulated time)"""
+    script: str = ""
+    """a timed instruction script (lines ``SECONDS INSTRUCTION``; realtime mode): ``--script FILE``"""
+    stdin: bool = False
+    """read new instructions from standard input during the run (realtime mode): ``--stdin``"""
+    realtime: RealtimeConfig = field(default_factory=RealtimeConfig)
 
     def __post_init__(self) -> None:
         if self.seconds <= 0:
             raise ValueError(f"seconds must be > 0, got {self.seconds}")
         if self.controller not in ("stand", "s0"):
             raise ValueError(f"controller must be stand or s0, got {self.controller!r}")
+        if self.mode not in ("realtime", "lockstep"):
+            raise ValueError(f"mode must be realtime or lockstep, got {self.mode!r}")
 
 
 @dataclass

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from infra.config.schemas import BodyConfig, SceneConfig, SimConfig, TrackingConfig
+from infra.config.schemas import BodyConfig, PhasesConfig, RealtimeConfig, SceneConfig, SimConfig, TrackingConfig
+
+__all__ = ["BenchRuntimeConfig", "CollectConfig", "PhasesConfig", "RatesConfig", "RealtimeConfig", "StackConfig"]
 
 
 @dataclass
@@ -95,3 +97,4 @@ class BenchRuntimeConfig:
             raise ValueError(f"loop_seconds must be > 0, got {self.loop_seconds}")
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+

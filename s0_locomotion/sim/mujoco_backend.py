@@ -263,6 +263,16 @@ class MujocoBackend(SimBackend):
                fast: bool | None = None) -> np.ndarray:
         return self._renderer.render(self._state[self._ids(env_ids)], camera, height, width, fast)
 
+    def render_qpos(self, qpos: np.ndarray, camera: str, height: int, width: int,
+                    fast: bool | None = None) -> np.ndarray:
+        """Kinematic render of given configurations (n, nq) with the renderer's own MjData (the worlds' state
+        is not touched): a camera process that only receives the robot's state."""
+        return self._renderer.render_qpos(qpos, camera, height, width, fast)
+
+    def close_renderer(self) -> None:
+        """Free the GL contexts (from the thread that rendered: a context belongs to its thread)."""
+        self._renderer.close()
+
     def close(self) -> None:
         self._renderer.close()
         self._executor.shutdown(wait=True)

@@ -148,14 +148,17 @@ class PeriodicLoop:
             raise NotImplementedError(f"PeriodicLoop {self.name!r}: pass step= or override step()")
         self._step(now)
 
-    def run(self, n_ticks: int | None = None, until: float | None = None, stop_event: _Event | None = None) -> dict:
+    def run(self, n_ticks: int | None = None, until: float | None = None, stop_event: _Event | None = None,
+            start: float | None = None) -> dict:
         """Tick until ``n_ticks`` ticks ran, the next deadline is at or after ``until`` (monotonic s) or
-        ``stop_event.is_set()``; at least one condition is required. Returns :meth:`LoopStats.summary`.
-        Exceptions from ``step`` propagate (the ticks before them stay recorded)."""
+        ``stop_event.is_set()``; at least one condition is required. ``start`` is the first deadline (default
+        now): loops of several processes given one ``start`` (plus their phases) tick in a fixed order.
+        Returns :meth:`LoopStats.summary`. Exceptions from ``step`` propagate (the ticks before them stay
+        recorded)."""
         if n_ticks is None and until is None and stop_event is None:
             raise ValueError(f"PeriodicLoop {self.name!r}: run() needs n_ticks, until or stop_event")
         period, stats = self.period_s, self.stats
-        start = time.monotonic()
+        start = time.monotonic() if start is None else start
         k, done, prev = 0, 0, math.nan
         while not (n_ticks is not None and done >= n_ticks or stop_event is not None and stop_event.is_set()):
             deadline = start + k * period  # absolute: no accumulated drift
