@@ -27,11 +27,12 @@ from infra.chunks import chunk_to_world, world_to_chunk
 from infra.messages import MotionChunk
 
 
-def min_jerk_weights(n: int, blend_frames: int) -> np.ndarray:
-    """(n,) weights of the new chunk: 0 at frame 0, 10s^3 - 15s^4 + 6s^5 with s = k / blend_frames, 1 after."""
+def min_jerk_weights(n: int, blend_frames: int, first: float = 0.0) -> np.ndarray:
+    """(n,) weights of the new chunk: 0 up to frame ``first``, 10s^3 - 15s^4 + 6s^5 with
+    s = (k - first) / blend_frames, 1 after."""
     if blend_frames <= 0:
         return np.ones(n)
-    s = np.clip(np.arange(n) / blend_frames, 0.0, 1.0)
+    s = np.clip((np.arange(n) - first) / blend_frames, 0.0, 1.0)
     return s**3 * (10 - 15 * s + 6 * s**2)
 
 
@@ -72,15 +73,20 @@ class ChunkBroker:
     def reset(self) -> None:
         self.track, self.count = None, 0
 
-    def add(self, chunk: MotionChunk, anchor_xy: np.ndarray, anchor_yaw: float) -> MotionChunk:
-        """Blend ``chunk`` (anchored at the robot's planar pose ``anchor_xy``, ``anchor_yaw``) into the reference."""
+    def add(self, chunk: MotionChunk, anchor_xy: np.ndarray, anchor_yaw: float, now: float | None = None) -> MotionChunk:
+        """Blend ``chunk`` (anchored at the robot's planar pose ``anchor_xy``, ``anchor_yaw``) into the reference.
+
+        ``now``: when the chunk is applied, if later than its ``start_time`` (in real time a chunk arrives
+        after the instant it was computed for): the cross-fade starts at ``now``, so the frames S0 has
+        already followed keep the old reference and the fade is as gentle as in lockstep."""
         xy, yaw = chunk_to_world(chunk.root_planar_vel.astype(float), chunk.root_heading.astype(float),
                                  chunk.frame_dt, anchor_xy, anchor_yaw)
         joints, height = chunk.joint_pos.astype(float), chunk.root_height.astype(float)
         if self.track is not None:
             times = chunk.start_time + np.arange(len(joints)) * chunk.frame_dt
             old_j, old_xy, old_yaw, old_h = self.track.at(times)
-            w = min_jerk_weights(len(joints), self.blend_frames)
+            late = 0.0 if now is None else max(0.0, (now - chunk.start_time) / chunk.frame_dt)
+            w = min_jerk_weights(len(joints), self.blend_frames, late)
             # Beyond the old track's end the old values are its held last frame; fade to the new anyway.
             old_yaw = yaw + np.angle(np.exp(1j * (old_yaw - yaw)))  # same branch as the new chunk
             joints = old_j + w[:, None] * (joints - old_j)

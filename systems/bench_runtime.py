@@ -17,8 +17,10 @@
    (349 -> 512 -> 256 -> 128 -> 65, ELU, one torch thread) plus encoding a :class:`JointCommand`, at 500 Hz
    and at 1 kHz for ``loop_seconds`` each, in a child process of its own: a fresh interpreter without the
    ZeroMQ I/O thread or Ray's driver threads, as S0 will run in its own actor process in the runner.
+4. The lockstep real-time factor of the full trained stack, without and with the video
+   (:func:`lockstep_rtf`).
 
-The three parts run one after the other (never concurrently) so that they do not disturb each other.
+The parts run one after the other (never concurrently) so that they do not disturb each other.
 The children are plain ``python -m systems.bench_runtime ROLE ...`` processes (DESIGN §7: processes
 connected by ZeroMQ): arguments on the command line, the S0 result as JSON on stdout, and the parent
 stops the publisher by closing its stdin (which also stops it if the parent dies). Nothing is pickled,
@@ -41,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from infra.codec import encode
-from infra.config.stack import BenchRuntimeConfig
+from infra.config.stack import BenchRuntimeConfig, StackConfig
 from infra.messages import CommandMode, JointCommand, MotionChunk
 from infra.transport import Publisher, Subscriber, ipc_address, ipc_path
 from systems.runtime.loop import PeriodicLoop, wait_until
@@ -242,6 +244,46 @@ def s0_loops(cfg: BenchRuntimeConfig) -> dict:
     return json.loads(out)
 
 
+# --------------------------------------------------------------------------- lockstep real-time factor
+
+
+def lockstep_rtf(cfg: BenchRuntimeConfig) -> dict:
+    """Simulated / wall-clock seconds of the full trained stack in the lockstep runner (one process, one torch
+    thread): the head camera, S2, S1, S0 and the physics every tick, on the instruction "stop" (an episode
+    that runs to its end). ``lockstep_rtf_render`` adds the third-person video at 12.5 fps (320 x 240), as
+    ``humanoid run`` records it."""
+    import torch
+
+    from infra.gl import ensure_gl_backend
+
+    ensure_gl_backend()
+    from s1_policy.policy import S1Policy
+    from s2_vlm.policy import S2Policy
+    from systems.layers import S1Layer
+    from systems.lockstep import LockstepRunner
+    from systems.s2_layer import S2Layer, stop_z
+    from systems.stack_run import task_for
+    from systems.tasks import sample_task, task_rng, task_scene
+
+    torch.set_num_threads(1)
+    stack = StackConfig(stop_on_success=False, s0_checkpoint=cfg.s0_checkpoint)
+    s1, s2 = S1Policy(cfg.s1_checkpoint), S2Policy(cfg.s2_checkpoint)
+    layout = sample_task(task_rng(0, "eval"), task_scene(stack.scene), "eval").layout
+    runner = LockstepRunner(stack)
+    out = {}
+    try:
+        task = task_for("stop", layout, cfg.rtf_seconds)
+        layers = (S1Layer(s1, runner.body.n_dof, runner.backend.ctrl_dt), S2Layer(s2, stop_z(s1)))
+        runner.run(task, *layers, max_seconds=0.2)  # warm-up: GL context, first inferences
+        for key, video_every in (("lockstep_rtf", 0), ("lockstep_rtf_render", 4)):
+            t0 = time.monotonic()
+            result = runner.run(task, *layers, video_every=video_every, max_seconds=cfg.rtf_seconds)
+            out[key] = round(result.duration_s / (time.monotonic() - t0), 3)
+    finally:
+        runner.close()
+    return out
+
+
 # --------------------------------------------------------------------------- entry points
 
 
@@ -251,6 +293,7 @@ def bench_runtime(cfg: BenchRuntimeConfig) -> dict:
     zmq_s, decode_s, rejected, encode_us = zmq_latency(cfg)
     ray_s, ray_one_way_s = ray_latency(cfg)
     loops = s0_loops(cfg)
+    rtf = lockstep_rtf(cfg) if cfg.rtf_seconds > 0 else {}
     zmq_p50, zmq_p99 = _percentiles_us(zmq_s)
     ray_p50, ray_p99 = _percentiles_us(ray_s)
     decode_us = _percentiles_us(decode_s)[0]
@@ -270,7 +313,7 @@ def bench_runtime(cfg: BenchRuntimeConfig) -> dict:
                    f"s0_{label}_rate_hz": round(summary["rate_hz"], 2),
                    f"s0_{label}_step_ms_p99": round(summary["step_ms_p99"], 4),
                    f"s0_{label}_ticks": summary["ticks"], f"s0_{label}_skipped": summary["skipped"]}
-    return result | {"s0_step_ms_p50": round(loops["step_ms_p50_warmup"], 4), "messages": cfg.messages,
+    return result | rtf | {"s0_step_ms_p50": round(loops["step_ms_p50_warmup"], 4), "messages": cfg.messages,
                      "loop_seconds": cfg.loop_seconds, "cpus": os.cpu_count(), "load_avg_1m_before": load_1m}
 
 

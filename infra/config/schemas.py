@@ -307,6 +307,9 @@ class RealtimeConfig:
     """S1 keeps the last latent goal up to this age, then uses the stop goal (stand)"""
     input_timeout_s: float = 0.2
     """a layer skips its tick when its state or camera input is older than this (the body is gone)"""
+    input_wait_s: float = 0.008
+    """S0 (S1) waits up to this long in its tick for the state (camera frame) of the current period when the
+    producer runs late, instead of acting on last period's"""
     instruction_period_s: float = 0.1
     """the driver republishes the current instruction this often"""
     phases: PhasesConfig = field(default_factory=PhasesConfig)

@@ -89,6 +89,12 @@ class BenchRuntimeConfig:
     """wall-clock seconds each S0 loop runs (once at 500 Hz, once at 1 kHz)"""
     warmup: int = 100
     """messages / Ray calls / S0 steps run first and not measured"""
+    rtf_seconds: float = 4.0
+    """simulated seconds of the full stack (S2 + S1 + S0, committed checkpoints) in the lockstep runner, run
+    once without and once with the third-person video; 0 skips this part"""
+    s1_checkpoint: str = "checkpoints/s1/policy.safetensors"
+    s2_checkpoint: str = "checkpoints/s2/policy.safetensors"
+    s0_checkpoint: str = "checkpoints/s0/policy.safetensors"
 
     def __post_init__(self) -> None:
         if self.messages < 1:
@@ -97,4 +103,6 @@ class BenchRuntimeConfig:
             raise ValueError(f"loop_seconds must be > 0, got {self.loop_seconds}")
         if self.warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {self.warmup}")
+        if self.rtf_seconds < 0:
+            raise ValueError(f"rtf_seconds must be >= 0, got {self.rtf_seconds}")
 

@@ -58,10 +58,11 @@ class S0Controller:
         self.last_action = torch.zeros(1, self.body.n_dof)
         self.chunks_received = self.stale_steps = self.re_anchors = 0
 
-    def anchor(self, obs: SimObs) -> tuple[np.ndarray, float]:
-        """Planar pose (xy (2,), yaw) where frame 0 of a chunk starting now belongs: the reference's pose now,
-        or the measured root's when the robot is too far off its reference."""
-        k = min(max(int(round((float(obs.time[0]) - self.start) / self.ctrl_dt)), 0), len(self.joints) - 1)
+    def anchor(self, obs: SimObs, at: float | None = None) -> tuple[np.ndarray, float]:
+        """Planar pose (xy (2,), yaw) where frame 0 of a chunk starting at ``at`` (default: now) belongs: the
+        reference's pose then, or the measured root's when the robot is too far off its reference."""
+        t = float(obs.time[0]) if at is None else at
+        k = min(max(int(round((t - self.start) / self.ctrl_dt)), 0), len(self.joints) - 1)
         ref_xy, ref_yaw = self.root_pos[k, :2].numpy().astype(float), float(self.yaw[k])
         xy, yaw = obs.root_pos[0, :2].numpy().astype(float), float(yaw_of(obs.root_quat)[0])
         dyaw = abs((ref_yaw - yaw + np.pi) % (2 * np.pi) - np.pi)

@@ -98,6 +98,15 @@ class Input:
             self.stale_ticks += 1
         return self.msg
 
+    def wait_newer(self, stamp: float, wait_s: float) -> None:
+        """If the held message is not newer than ``stamp``, wait up to ``wait_s`` for one that is: a consumer
+        whose producer ran a little late this period takes its output instead of last period's."""
+        deadline = time.monotonic() + wait_s
+        while (self.msg is None or self.msg.stamp <= stamp) and (left := deadline - time.monotonic()) > 0:
+            new = self.sub.latest(timeout_s=left)
+            if new is not None:
+                self.msg = new
+
     def stale(self, now: float) -> bool:
         return self.msg is None or now - self.msg.stamp > self.timeout_s
 
@@ -353,6 +362,7 @@ class S0Node(Node):
         self.started = False
         self.standing = True  # no chunk yet: the controller's reset reference is standing
         self.last_chunk_seq = -1
+        self.last_state_stamp = -math.inf
 
     def input_timeouts(self) -> dict[str, float]:
         return {"state": self.rt.input_timeout_s, "chunk": self.rt.chunk_timeout_s}
@@ -365,8 +375,11 @@ class S0Node(Node):
                            start_time=start, frame_dt=self.period_s)
 
     def tick(self, now: float) -> None:
+        self.inputs["state"].wait_newer(self.last_state_stamp, self.rt.input_wait_s)
         state = self.inputs["state"].poll(now)
         chunk = self.inputs["chunk"].poll(now)
+        if state is not None:
+            self.last_state_stamp = state.stamp
         if state is None or self.inputs["state"].stale(now):
             self.skipped_ticks += 1  # no body to act on
             return
@@ -377,12 +390,12 @@ class S0Node(Node):
             self.started = True
         if chunk is not None and chunk.seq != self.last_chunk_seq and not self.inputs["chunk"].stale(now):
             self.last_chunk_seq = chunk.seq
-            xy, yaw = self.s0.anchor(obs)
-            self.s0.set_chunk(self.broker.add(chunk, xy, yaw), xy, yaw)
+            xy, yaw = self.s0.anchor(obs, at=chunk.start_time)  # frame 0 belongs where the reference was then
+            self.s0.set_chunk(self.broker.add(chunk, xy, yaw, now=state.stamp), xy, yaw)
             self.standing = False
         elif self.inputs["chunk"].stale(now) and not self.standing:
             xy, yaw = self.s0.anchor(obs)  # cross-fade to standing where the reference is
-            self.s0.set_chunk(self.broker.add(self.stand_chunk(state.stamp), xy, yaw), xy, yaw)
+            self.s0.set_chunk(self.broker.add(self.stand_chunk(state.stamp), xy, yaw, now=state.stamp), xy, yaw)
             self.standing = True
             self.events.append({"t": round(now, 4), "event": "stand: chunk stream stale"})
             log.warning("s0: MotionChunk stream stale (> %.2f s): standing", self.rt.chunk_timeout_s)
@@ -417,6 +430,7 @@ class S1Node(Node):
         self.layer.start(0.0)
         self.z_stop = stop_z(policy)
         self.instruction: str | None = None
+        self.last_camera_stamp = -math.inf
         self.warmup()
 
     def input_timeouts(self) -> dict[str, float]:
@@ -431,9 +445,12 @@ class S1Node(Node):
     def tick(self, now: float) -> None:
         from systems.lockstep import proprio_of
 
+        self.inputs["camera"].wait_newer(self.last_camera_stamp, self.rt.input_wait_s)
         camera = self.inputs["camera"].poll(now)
         state = self.inputs["state"].poll(now)
         goal = self.inputs["goal"].poll(now)
+        if camera is not None:
+            self.last_camera_stamp = camera.stamp
         if camera is None or state is None or self.inputs["camera"].stale(now) or self.inputs["state"].stale(now):
             self.skipped_ticks += 1
             return

@@ -123,9 +123,10 @@ def test_bench_runtime_smoke_and_clean_shutdown():
 
     ipc_files = set(Path(tempfile.gettempdir()).glob("humanoid-*.ipc"))
     before = _descendants(os.getpid())
-    result = bench_runtime(BenchRuntimeConfig(messages=50, loop_seconds=0.2, warmup=10))
+    result = bench_runtime(BenchRuntimeConfig(messages=50, loop_seconds=0.2, warmup=10, rtf_seconds=0.4))
     keys = ["zmq_one_way_us_p50", "zmq_one_way_us_p99", "ray_call_us_p50", "ray_call_us_p99", "zmq_vs_ray_ratio",
-            "s0_500hz_jitter_ms_p99", "s0_1khz_jitter_ms_p99"]
+            "zmq_vs_ray_ratio_with_codec", "encode_us_p50", "decode_us_p50", "s0_500hz_jitter_ms_p99",
+            "s0_1khz_jitter_ms_p99", "lockstep_rtf", "lockstep_rtf_render"]
     for key in keys:
         assert math.isfinite(result[key]) and result[key] > 0, (key, result[key])
     for key in ("s0_500hz_miss_rate", "s0_1khz_miss_rate"):  # may be exactly 0 on a quiet machine

@@ -1,0 +1,215 @@
+"""The real-time runner: the committed stack as Ray actors on the wall clock over ZeroMQ (issue 6).
+
+Real parts throughout: a local Ray cluster, real actors and sockets, the committed checkpoints, MuJoCo.
+Rates are checked loosely (this is a shared 2-core machine); speed goals live in ``humanoid bench runtime``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from infra.config.stack import RealtimeConfig, StackConfig
+from infra.messages import CameraFrame, JointCommand, LatentGoal, MotionChunk, RobotState
+from infra.transport import Publisher, Subscriber
+from systems.runtime.realtime import parse_script
+
+REPO = Path(__file__).resolve().parents[2]
+NOMINAL_HZ = {"body": 50.0, "camera": 25.0, "s0": 50.0, "s1": 25.0, "s2": 5.0}
+
+
+def _descendants(pid: int) -> set[int]:
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {c for c, p in parents.items() if p in frontier} - found
+        found |= frontier
+    return found
+
+
+def _sock_dirs() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("humanoid-rt-*"))
+
+
+@pytest.fixture
+def in_repo(monkeypatch):
+    monkeypatch.chdir(REPO)  # the committed checkpoints are addressed relative to the repository
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_main_job_in_real_time_ticks_every_layer_at_its_rate_and_shuts_down_clean(in_repo, tmp_path, capsys):
+    from systems.cli import main
+
+    before, socks = _descendants(os.getpid()), _sock_dirs()
+    code = main(["run", "--instruction", "stop", "--json", "seconds=5", f"out_dir={tmp_path}",
+                 f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"])
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["mode"] == "realtime" and summary["tasks"][0]["family"] == "stop"
+    layers = summary["layers"]
+    assert set(layers) == set(NOMINAL_HZ)
+    for name, hz in NOMINAL_HZ.items():
+        row = layers[name]
+        assert abs(row["rate_hz"] - hz) < 0.1 * hz, (name, row)
+        assert 0.0 <= row["deadline_miss_rate"] <= 0.5 and row["jitter_ms_p99"] >= 0.0, (name, row)
+        assert row["restarts"] == 0 and row["rejected_inputs"] == 0 and row["rejected_outputs"] == 0, (name, row)
+    # messages flowed end to end: instruction -> S2 -> goal -> S1 -> chunk -> S0 -> command -> body -> state
+    assert layers["s2"]["inputs"]["instruction"]["received"] > 0
+    assert layers["s1"]["inputs"]["goal"]["received"] >= 10
+    assert layers["s0"]["inputs"]["chunk"]["received"] >= 50
+    assert layers["body"]["inputs"]["command"]["received"] >= 150
+    assert layers["s1"]["inputs"]["camera"]["received"] >= 50
+    for name in ("body", "s0", "s1", "s2"):
+        assert layers[name]["staleness_ms_p99"] is not None and layers[name]["staleness_ms_p99"] > 0, name
+    assert summary["tasks"][0]["reaction_ms"] is not None and summary["tasks"][0]["reaction_ms"] > 0
+    assert not summary["fell"], summary["events"]  # "stop": the stack stands
+    assert code == (0 if summary["success"] else 1)
+    out = Path(summary["out_dir"])
+    for name in ("summary.json", "timing.png", "stack.mp4", "config.yaml"):
+        assert (out / name).stat().st_size > 0, name
+    import mlflow
+
+    run = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_run(summary["mlflow_run_id"])
+    assert run.data.metrics["timing/s0/rate_hz"] == pytest.approx(layers["s0"]["rate_hz"])
+    give_up = time.monotonic() + 30.0  # Ray's processes take a moment to exit after ray.shutdown()
+    while (left := _descendants(os.getpid()) - before) and time.monotonic() < give_up:
+        time.sleep(0.2)
+    assert not left, f"processes left behind: {left}"
+    assert _sock_dirs() <= socks, "socket files left behind"
+
+
+def test_killed_actor_is_restarted_and_the_body_keeps_standing(in_repo, tmp_path):
+    """Kill S1 mid-run: Ray restarts it and it rejoins; meanwhile S0 sees its chunk stream go stale and stands."""
+    from systems.runtime.realtime import RealtimeRunner
+    from systems.tasks import sample_task, task_rng, task_scene
+
+    stack = StackConfig()
+    layout = sample_task(task_rng(0, "eval"), task_scene(stack.scene), "eval").layout
+    runner = RealtimeRunner(stack, RealtimeConfig(), "checkpoints/s1/policy.safetensors",
+                            "checkpoints/s2/policy.safetensors", layout, tmp_path)
+    killed = []
+
+    def during(r, t):
+        if t > 2.0 and not killed:
+            killed.append(t)
+            r.kill("s1")
+
+    result = runner.run([(0.0, "stop")], 11.0, during=during)
+    reports = result["reports"]
+    assert killed and result["restarts"]["s1"] == 1, result["events"]
+    assert any("s1 loop rejoined" in e for e in result["events"]), result["events"]
+    assert reports["body"]["fell_at"] is None, result["events"]
+    assert reports["s0"]["fallback_ticks"] > 0  # stood on the stale chunk stream
+    assert any("stand" in e.get("event", "") for e in reports["s0"]["events"])
+    assert reports["s1"]["loops"]["s1"]["ticks"] > 0  # the restarted incarnation ran and reported
+    for other in ("body", "camera", "s0", "s2"):
+        assert result["restarts"][other] == 0 and reports[other]["error"] is None, other
+
+
+# ---------------------------------------------------------------------------- nodes without Ray
+
+
+def _addr(tmp_path: Path, name: str) -> str:
+    return f"ipc://{tmp_path}/{name}"
+
+
+def _standing_state(body, stamp: float, seq: int) -> RobotState:
+    return RobotState(stamp=stamp, seq=seq, joint_pos=body.default_pose.astype(np.float32),
+                      joint_vel=np.zeros(body.n_dof, np.float32), root_quat=np.array([1, 0, 0, 0], np.float32),
+                      root_ang_vel=np.zeros(3, np.float32), root_lin_vel=np.zeros(3, np.float32),
+                      root_pos=np.array([0, 0, body.root_height], np.float32), foot_contact=np.zeros(2, np.float32))
+
+
+def test_s0_stands_within_one_period_of_its_chunk_stream_going_stale(in_repo, tmp_path):
+    from systems.runtime.nodes import S0Node
+
+    rt = RealtimeConfig(chunk_timeout_s=0.1)
+    node = S0Node(StackConfig(), rt, {"command": _addr(tmp_path, "command")})
+    node.connect({"state": _addr(tmp_path, "state"), "chunk": _addr(tmp_path, "chunk")})
+    with Publisher(_addr(tmp_path, "state")) as states, Publisher(_addr(tmp_path, "chunk")) as chunks, \
+            Subscriber(_addr(tmp_path, "command"), JointCommand) as commands:
+        time.sleep(0.3)  # subscriptions propagate
+        last_chunk, stood_at, sent = None, None, 0
+        for k in range(40):
+            now = time.monotonic()
+            states.publish(_standing_state(node.body, now, k))
+            if k < 10:
+                chunk = node.stand_chunk(now)
+                chunks.publish(MotionChunk(**{**chunk.__dict__, "seq": k}))
+                last_chunk = now
+            time.sleep(0.003)
+            node.tick(time.monotonic())
+            if k >= 10 and stood_at is None and node.standing:
+                stood_at = time.monotonic()
+            sent += commands.latest(timeout_s=0.05) is not None
+            time.sleep(0.016)
+        assert node.s0.chunks_received >= 10
+        assert stood_at is not None, node.events
+        assert stood_at - (last_chunk + rt.chunk_timeout_s) <= node.period_s + 0.02
+        assert sent > 30 and np.isfinite(commands.last.q_target).all()
+        # a layer output with NaN is never sent: dropped and counted
+        q = np.full(node.body.n_dof, np.nan, np.float32)
+        assert not node.publish("command", JointCommand, stamp=time.monotonic(), q_target=q, kp=node.kp, kd=node.kd,
+                                tau_ff=np.zeros_like(q), mode=0)
+        assert node.rejected_outputs == 1 and commands.latest(timeout_s=0.1) is None
+    node.close()
+
+
+def test_s1_keeps_the_last_goal_until_its_timeout_then_uses_the_stop_goal(in_repo, tmp_path):
+    from systems.runtime.nodes import S1Node
+
+    rt = RealtimeConfig(goal_timeout_s=0.3)
+    stack = StackConfig()
+    node = S1Node(stack, rt, {"chunk": _addr(tmp_path, "chunk")}, "checkpoints/s1/policy.safetensors")
+    node.connect({s: _addr(tmp_path, s) for s in ("camera", "state", "goal")})
+    image = np.zeros((stack.image_size, stack.image_size, 3), np.uint8)
+    with Publisher(_addr(tmp_path, "camera")) as cams, Publisher(_addr(tmp_path, "state")) as states, \
+            Publisher(_addr(tmp_path, "goal")) as goals, Subscriber(_addr(tmp_path, "chunk"), MotionChunk) as chunks:
+        time.sleep(0.3)
+        from s0_locomotion.body import Body
+
+        body = Body(stack.body)
+        z = np.full(node.z_stop.shape, 0.3, np.float32)
+        last_goal, fell_back_at = None, None
+        for k in range(30):
+            now = time.monotonic()
+            cams.publish(CameraFrame(stamp=now, seq=k, image=image, camera="head"))
+            states.publish(_standing_state(body, now, k))
+            if k < 5:
+                goals.publish(LatentGoal(stamp=now, seq=k, z=z, instruction="wave with your left hand", image_stamp=now))
+                last_goal = now
+            time.sleep(0.003)
+            node.tick(time.monotonic())
+            if fell_back_at is None and node.fallback_ticks:
+                fell_back_at = time.monotonic()
+            time.sleep(0.035)
+        assert node.instruction == "wave with your left hand"
+        kept = [e for e in node.events if e["instruction"] == "wave with your left hand"]
+        assert len(kept) >= 5  # the last goal was kept after its producer went quiet
+        assert fell_back_at is not None and fell_back_at - (last_goal + rt.goal_timeout_s) <= node.period_s + 0.03
+        assert node.events[-1]["instruction"].startswith("(stop")
+        assert chunks.latest(timeout_s=0.1) is not None
+    node.close()
+
+
+def test_instruction_script_parses_and_names_bad_lines():
+    assert parse_script("0 walk to the red box\n# comment\n\n4.5 wave with your left hand  # later\n") == [
+        (0.0, "walk to the red box"), (4.5, "wave with your left hand")]
+    for text, line in (("0 stop\nsoon wave", 2), ("3 stop\n1 wave", 2), ("-1 stop", 1), ("2", 1)):
+        with pytest.raises(ValueError, match=f"script.txt:{line}:"):
+            parse_script(text, "script.txt")
+    with pytest.raises(ValueError, match="no instructions"):
+        parse_script("# nothing\n", "script.txt")
+    assert math.isfinite(parse_script("0 stop")[0][0])
