@@ -182,9 +182,9 @@ def run_realtime(cfg: RunConfig, progress: bool = True) -> dict:
         summary = {"mode": "realtime", "instruction": cfg.instruction or (script[0][1] if script else ""),
                    # every task of a family done; instructions outside the families only ask to stand
                    "success": (all(t["success"] for t in in_scope) if in_scope else bool(tasks) and not fell),
-                   "fell": fell, "fell_at": body.get("fell_at"), "tasks": tasks,
-                   "seconds": cfg.seconds, "sim_seconds": body.get("sim_time"),
-                   "realtime_factor": round(body["sim_time"] / cfg.seconds, 3) if body.get("sim_time") else None,
+                   "fell": fell, "fell_at": body.get("fell_at"), "interrupted": result["interrupted"], "tasks": tasks,
+                   "seconds": round(result["wall_s"], 3), "sim_seconds": body.get("sim_time"),
+                   "realtime_factor": round(body["sim_time"] / result["wall_s"], 3) if body.get("sim_time") else None,
                    "layers": layers, "restarts": result["restarts"], "events": result["events"], "out_dir": str(out)}
         timing_plot(reports, out / "timing.png")
         if cfg.video.enabled:

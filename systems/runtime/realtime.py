@@ -256,8 +256,17 @@ class RealtimeRunner:
                      for lay in self.layers.values()])
             for lay in self.layers.values():
                 lay.started = True
-            issued = self._supervise(ray, publisher, script, read_stdin, on_progress, during)
+            self.issued: list[dict] = []
+            self.interrupted = False
+            try:
+                self._supervise(ray, publisher, script, read_stdin, on_progress, during)
+            except KeyboardInterrupt:  # Ctrl-C: stop every loop now and report what ran (a second one aborts)
+                self.interrupted = True
+                self.events.append(f"{time.monotonic() - self.t0:.2f} s: interrupted (Ctrl-C)")
+                log.warning("realtime: interrupted; stopping the layers")
+            wall_s = min(time.monotonic(), self.t_end) - self.t0
             reports = self._stop_all(ray)
+            issued = self.issued
         finally:
             for lay in self.layers.values():
                 try:
@@ -269,9 +278,8 @@ class RealtimeRunner:
             shutil.rmtree(self.sock_dir, ignore_errors=True)
             if started_ray:
                 ray.shutdown()
-        return {"reports": reports, "issued": issued, "t0": self.t0, "restarts": {k: v.restarts for k, v in
-                                                                                   self.layers.items()},
-                "events": self.events}
+        return {"reports": reports, "issued": issued, "t0": self.t0, "wall_s": wall_s, "interrupted": self.interrupted,
+                "restarts": {k: v.restarts for k, v in self.layers.items()}, "events": self.events}
 
     def _ready(self, ray, kinds: list[str]) -> dict[str, dict]:
         refs = {k: self.layers[k].handle.ready.remote() for k in kinds}
@@ -283,8 +291,8 @@ class RealtimeRunner:
         return {k: json.loads(v) for k, v in zip(refs, values)}
 
     def _supervise(self, ray, publisher: Publisher, script: list[tuple[float, str]], read_stdin: bool,
-                   on_progress, during) -> list[dict]:
-        issued: list[dict] = []  # {"t": s after t0, "stamp": monotonic, "text": ...}
+                   on_progress, during) -> None:
+        issued = self.issued  # {"t": s after t0, "stamp": monotonic, "text": ...}
         pending = list(script)
         next_publish = next_health = next_progress = 0.0
         stdin_open = read_stdin
@@ -315,7 +323,6 @@ class RealtimeRunner:
                 on_progress(t, issued[-1]["text"] if issued else "")
                 next_progress = now + 1.0
             time.sleep(0.02)
-        return issued
 
     def _health(self, ray) -> None:
         """Ask every actor for its status; restart the ones whose loop died or that stopped answering."""

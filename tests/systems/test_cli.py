@@ -140,7 +140,7 @@ def test_main_job_with_an_instruction_runs_the_committed_stack(tmp_path):
     an instruction outside the task families is refused and the body stands."""
     ck = REPO / "checkpoints"
     common = [f"checkpoint={ck / 's0' / 'policy.safetensors'}", f"s1_checkpoint={ck / 's1' / 'policy.safetensors'}",
-              f"s2_checkpoint={ck / 's2' / 'policy.safetensors'}", "seconds=1"]
+              f"s2_checkpoint={ck / 's2' / 'policy.safetensors'}", "seconds=1", "mode=lockstep"]
     out = humanoid("run", "--json", "--instruction", "turn to face the red box", *common, cwd=tmp_path)
     assert out.returncode in (0, 1), out.stderr
     result = json.loads(out.stdout)
