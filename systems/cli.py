@@ -49,15 +49,17 @@ def _cmd_run_stack(cfg: RunConfig, as_json: bool) -> int:
     from systems.stack_run import run_stack
 
     result = run_stack(cfg, progress=not as_json)
+    realtime = result["mode"] == "realtime"
     if as_json:
         print(json.dumps(result))
-    elif result["mode"] == "realtime":
+    elif realtime:
         print(_realtime_text(result))
-        return 0 if result["success"] else 1
     else:
         scope = "" if result["in_scope"] else " (outside the task families: stood still)"
         print(f"{result['instruction']!r}{scope}: {'success' if result['success'] else 'not done'}"
               f"{', FELL' if result['fell'] else ''} after {result['seconds']} s; files: {result['out_dir']}")
+    if realtime:
+        return 0 if result["success"] and not result["fell"] else 1
     return 0 if result["success"] or not result["in_scope"] else 1
 
 

@@ -293,6 +293,8 @@ class RealtimeConfig:
 
     s2_gpu: str = "auto"
     """S2 asks for a GPU: auto (if the cluster has one), yes, no"""
+    s0_standby: bool = True
+    """run a hot standby of S0 in a second actor; the body switches to its commands when S0's go stale"""
     max_restarts: int = 3
     """Ray restarts a killed or crashed layer actor this many times"""
     health_period_s: float = 0.5

@@ -24,7 +24,7 @@ from infra.tracking import Tracker
 from systems.runtime.realtime import RealtimeRunner, parse_script
 from systems.tasks import OUT_OF_SCOPE, sample_task, task_rng, task_scene
 
-LAYER_ORDER = ("body", "camera", "s0", "s1", "s2")
+LAYER_ORDER = ("body", "camera", "s0", "s0_standby", "s1", "s2")
 """Rows of the timing table: the body's physics and camera loops, then the layers."""
 
 

@@ -13,14 +13,17 @@ instruction Instruction    the driver, every 0.1 s      S2, body (success check)
 goal        LatentGoal     S2                           S1
 chunk       MotionChunk    S1                           S0
 command     JointCommand   S0                           body
+command_sb  JointCommand   S0's hot standby             body
 =========== ============== ============================ ============================
 
 Clock: every ``stamp`` is ``time.monotonic()`` of the node's host. The body stamps a state with the wall
 instant its simulated time stands for (``t0 + sim_time - ctrl_dt``), so S0 indexes chunk frames exactly as
 in lockstep; a chunk's ``start_time`` is the stamp of the camera frame it was computed from.
 
-Faults (DESIGN §7): every input has a timeout. The body holds the last joint targets when S0's command is
-stale; S0 cross-fades to standing when its chunk stream is stale; S1 keeps the last latent goal up to
+Faults (DESIGN §7): every input has a timeout. S0 runs twice (a hot standby in its own actor computes the
+same commands from the same inputs): the body follows one command stream and switches to the other when
+the one it follows goes stale (a killed S0 costs no control step), and holds the last joint targets when both
+are stale; S0 cross-fades to standing when its chunk stream is stale; S1 keeps the last latent goal up to
 ``goal_timeout_s`` and then uses the stop goal; a layer whose state or camera input is stale skips its tick.
 A layer output that fails message validation (NaN, wrong shape) is not sent and is counted
 (``rejected_outputs``); bad frames on the wire are counted by the subscriber (``rejected``).
@@ -53,9 +56,11 @@ from s0_locomotion.sim.backend import SimObs
 log = logging.getLogger("humanoid.runtime")
 
 STREAMS: dict[str, type[Message]] = {"state": RobotState, "camera": CameraFrame, "instruction": Instruction,
-                                     "goal": LatentGoal, "chunk": MotionChunk, "command": JointCommand}
+                                     "goal": LatentGoal, "chunk": MotionChunk, "command": JointCommand,
+                                     "command_sb": JointCommand}
 """Every stream of the stack and its one message type."""
-PRODUCER = {"state": "body", "camera": "camera", "instruction": "driver", "goal": "s2", "chunk": "s1", "command": "s0"}
+PRODUCER = {"state": "body", "camera": "camera", "instruction": "driver", "goal": "s2", "chunk": "s1", "command": "s0",
+            "command_sb": "s0_standby"}
 """Which node binds each stream."""
 
 
@@ -181,7 +186,7 @@ class Node:
 
     def loops(self) -> list[Loop]:
         """The node's loops (one for a layer; the body adds its camera)."""
-        return [Loop(self.name, self.period_s, getattr(self.rt.phases, self.name), self.tick)]
+        return [Loop(self.name, self.period_s, getattr(self.rt.phases, self.name.removesuffix("_standby")), self.tick)]
 
     def tick(self, now: float) -> None:
         raise NotImplementedError
@@ -225,19 +230,31 @@ class BodyNode(Node):
         self.world.backend.step(self.q_target)  # the first step starts the stepping threads (about 1 s): not in a tick
         self.obs = self.world.backend.reset(layout=self.layout[None])
         self.steps = 0
+        self.following: str | None = None  # the command stream the body follows
         self.tasks: list[dict] = []
         self.check = None
         self.fell_at: float | None = None
         self.recording: dict[str, list] = {"time": [], "state": []}
 
     def input_timeouts(self) -> dict[str, float]:
-        return {"command": self.rt.command_timeout_s, "instruction": math.inf}
+        streams = {"command": self.rt.command_timeout_s, "instruction": math.inf}
+        if self.rt.s0_standby:
+            streams["command_sb"] = self.rt.command_timeout_s
+        return streams
 
     def tick(self, now: float) -> None:
-        cmd = self.inputs["command"].poll(now)
-        if cmd is not None and not self.inputs["command"].stale(now):
-            self.q_target = torch.from_numpy(cmd.q_target)[None]
-        elif cmd is not None:
+        commands = [s for s in ("command", "command_sb") if s in self.inputs]
+        for stream in commands:
+            self.inputs[stream].poll(now)
+        fresh = [s for s in commands if not self.inputs[s].stale(now)]
+        if fresh:
+            if self.following not in fresh:  # sticky: switch only when the followed stream goes stale
+                if self.following is not None:
+                    self.events.append({"t": round(now, 4), "event": f"command stream: {self.following} -> {fresh[0]}"})
+                    log.warning("body: %s stale, following %s", self.following, fresh[0])
+                self.following = fresh[0]
+            self.q_target = torch.from_numpy(self.inputs[self.following].msg.q_target)[None]
+        elif any(self.inputs[s].msg is not None for s in commands):
             self.fallback_ticks += 1  # hold the last targets (the robot's HOLD mode)
         self.obs = obs = self.world.backend.step(self.q_target)
         self.steps += 1
@@ -344,7 +361,9 @@ class S0Node(Node):
     name = "s0"
     outputs = ("command",)
 
-    def __init__(self, stack: StackConfig, rt: RealtimeConfig, bind: dict[str, str]) -> None:
+    def __init__(self, stack: StackConfig, rt: RealtimeConfig, bind: dict[str, str], standby: bool = False) -> None:
+        if standby:  # the hot standby: same inputs and work, its own command stream and actor
+            self.name, self.outputs = "s0_standby", ("command_sb",)
         from s0_locomotion.body import Body
         from s0_locomotion.tracking.controller import S0Controller
         from s0_locomotion.tracking.policy import S0Policy
@@ -402,7 +421,7 @@ class S0Node(Node):
         if self.standing and chunk is not None:
             self.fallback_ticks += 1
         q = self.s0.act(obs)[0].numpy()
-        self.publish("command", JointCommand, stamp=state.stamp, q_target=q, kp=self.kp, kd=self.kd,
+        self.publish(self.outputs[0], JointCommand, stamp=state.stamp, q_target=q, kp=self.kp, kd=self.kd,
                      tau_ff=np.zeros_like(q), mode=CommandMode.RUN)
 
     def report(self) -> dict:

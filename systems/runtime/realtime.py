@@ -55,9 +55,9 @@ __all__ = ["LAYERS", "LayerHost", "RealtimeRunner", "parse_script"]
 
 log = logging.getLogger("humanoid.runtime")
 
-LAYERS = ("body", "camera", "s0", "s1", "s2")
-"""The actors, in start-up order (producers of the state first)."""
-_NODES = {"body": BodyNode, "camera": CameraNode, "s0": S0Node, "s1": S1Node, "s2": S2Node}
+LAYERS = ("body", "camera", "s0", "s0_standby", "s1", "s2")
+"""The actors, in start-up order (producers of the state first); ``s0_standby`` with ``realtime.s0_standby``."""
+_NODES = {"body": BodyNode, "camera": CameraNode, "s0": S0Node, "s0_standby": S0Node, "s1": S1Node, "s2": S2Node}
 TRACE_TICKS = 3000
 """Per-tick timings kept per layer for the timing plot (the most recent)."""
 
@@ -213,6 +213,8 @@ class RealtimeRunner:
                      "record_path": str((self.out_dir / "recording.npz").resolve())}
         if kind == "camera":
             args |= {"layout": self.layout.tolist(), "record_path": str((self.out_dir / "head.npz").resolve())}
+        if kind == "s0_standby":
+            args["standby"] = True
         if kind == "s1":
             args["s1_checkpoint"] = self.s1_checkpoint
         if kind == "s2":
@@ -243,7 +245,7 @@ class RealtimeRunner:
         try:
             bind, _ = self._addresses({})
             self.layers = {}
-            for kind in LAYERS:
+            for kind in (k for k in LAYERS if k != "s0_standby" or self.rt.s0_standby):
                 host = ray.remote(LayerHost).options(**self._options(kind, ray))
                 self.layers[kind] = _Layer(kind, host.remote(kind, self._spec(kind, bind, seconds)))
             publisher = Publisher(bind["instruction"])
