@@ -15,8 +15,9 @@ _FAST_OFF = (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION,
 class CameraRenderer:
     """Renders (H, W, 3) uint8 images of worlds given by full physics state rows.
 
-    One offscreen context per image size, created lazily. ``fast`` turns off shadows, reflections and
-    the skybox (measured ≈5-10x faster for a 128x128 head camera on a CPU).
+    One offscreen context per image size, created lazily. ``fast`` turns off shadows, reflections, the
+    skybox and multisampling (measured ≈5-10x faster for a 128x128 head camera on a CPU, and a 64x64 one
+    from 31 to 8 ms with MSAA off alone).
     """
 
     def __init__(self, model: mujoco.MjModel, fast: bool = True) -> None:
@@ -32,11 +33,17 @@ class CameraRenderer:
             if width > vis.offwidth or height > vis.offheight:
                 raise ValueError(f"render size {width}x{height} exceeds the offscreen buffer "
                                  f"{vis.offwidth}x{vis.offheight}; build the scene with a larger offscreen size")
+            quality = self.model.vis.quality
+            samples = quality.offsamples
+            if fast:  # no multisampling: 4x MSAA in software GL is most of a small frame's cost (31 -> 8 ms)
+                quality.offsamples = 0  # read when the context is made
             try:
                 renderer = mujoco.Renderer(self.model, height, width)
             except Exception as exc:  # noqa: BLE001 - GL errors come in many types
                 raise RuntimeError(f"cannot create a headless GL context ({exc}); install libegl1 or "
                                    "libosmesa6 and set MUJOCO_GL=egl or osmesa") from exc
+            finally:
+                quality.offsamples = samples
             if fast:
                 for flag in _FAST_OFF:
                     renderer.scene.flags[flag] = 0
