@@ -271,10 +271,12 @@ class PhasesConfig:
     camera: float = 0.002
     """renders the state of the body's tick at 0 (about 17 ms in software GL here)"""
     s0: float = 0.004
+    s0_standby: float = 0.007
+    """S0's hot standby, after S0 (two policies at one instant only contend for the two cores)"""
     s1: float = 0.024
     """after the camera's frame of this S1 period"""
-    s2: float = 0.006
-    """between the camera's frames; S2 reads the newest one (at most one S1 period old)"""
+    s2: float = 0.012
+    """after the camera's render; S2 reads the newest frame (at most one S1 period old)"""
 
 
 @dataclass

@@ -186,7 +186,7 @@ class Node:
 
     def loops(self) -> list[Loop]:
         """The node's loops (one for a layer; the body adds its camera)."""
-        return [Loop(self.name, self.period_s, getattr(self.rt.phases, self.name.removesuffix("_standby")), self.tick)]
+        return [Loop(self.name, self.period_s, getattr(self.rt.phases, self.name), self.tick)]
 
     def tick(self, now: float) -> None:
         raise NotImplementedError
