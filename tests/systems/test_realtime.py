@@ -218,3 +218,41 @@ def test_instruction_script_parses_and_names_bad_lines():
     with pytest.raises(ValueError, match="no instructions"):
         parse_script("# nothing\n", "script.txt")
     assert math.isfinite(parse_script("0 stop")[0][0])
+
+
+def test_instructions_change_mid_run_from_a_script_and_stdin(tmp_path):
+    """``--script`` issues timed instructions on the run's clock and ``--stdin`` takes new ones while it runs;
+    the stack reacts to each within about S2's period plus S1's (generous bound for a loaded machine)."""
+    import re
+    import subprocess
+    import sys
+    import threading
+
+    script = tmp_path / "script.txt"
+    script.write_text("0 stop\n2 turn to face the red box\n")
+    ck = REPO / "checkpoints"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "systems.cli", "run", "--script", str(script), "--stdin", "seconds=8",
+         f"checkpoint={ck / 's0' / 'policy.safetensors'}", f"s1_checkpoint={ck / 's1' / 'policy.safetensors'}",
+         f"s2_checkpoint={ck / 's2' / 'policy.safetensors'}", f"out_dir={tmp_path}", "tracking.enabled=false"],
+        cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    printed: list[str] = []
+    reader = threading.Thread(target=lambda: printed.extend(iter(lambda: proc.stdout.read(1), "")), daemon=True)
+    reader.start()
+    give_up = time.monotonic() + 240
+    while time.monotonic() < give_up and proc.poll() is None:
+        clock = re.findall(r"\[\s*(-?[\d.]+)/", "".join(printed))  # the progress line: [  3.1/8 s] ...
+        if clock and float(clock[-1]) >= 4.0:
+            break
+        time.sleep(0.1)
+    proc.stdin.write("wave with your left hand\n")
+    proc.stdin.flush()
+    assert proc.wait(240) in (0, 1)
+    reader.join(10)
+    summary = json.loads(next(tmp_path.glob("run-*/summary.json")).read_text())
+    assert [t["instruction"] for t in summary["tasks"]] == [
+        "stop", "turn to face the red box", "wave with your left hand"], summary["events"]
+    for t in summary["tasks"]:
+        assert t["reaction_ms"] is not None and 0 < t["reaction_ms"] < 1000, t
+    assert [t["family"] for t in summary["tasks"]] == ["stop", "face", "wave_left"]
+    assert any("(stdin)" in e for e in summary["events"])
