@@ -4,7 +4,8 @@ timing plot and MLflow run.
 Files in the run folder: ``summary.json`` (what ``--json`` prints), ``stack.mp4`` (third-person view with
 the head camera inset, the current instruction and each layer's latest output overlaid, rendered after the
 run from the body's recording so that video never costs the real-time loops anything), ``timing.png``
-(per-layer tick periods and step times), ``config.yaml``.
+(per-layer tick periods and step times), ``events.json`` (every layer's output log: S2's family and target
+estimate, S1's chunks, S0's fallbacks, the body's stream switches), ``config.yaml``.
 """
 
 from __future__ import annotations
@@ -186,6 +187,7 @@ def run_realtime(cfg: RunConfig, progress: bool = True) -> dict:
                    "seconds": round(result["wall_s"], 3), "sim_seconds": body.get("sim_time"),
                    "realtime_factor": round(body["sim_time"] / result["wall_s"], 3) if body.get("sim_time") else None,
                    "layers": layers, "restarts": result["restarts"], "events": result["events"], "out_dir": str(out)}
+        (out / "events.json").write_text(json.dumps(_clean({k: rep.get("events", []) for k, rep in reports.items()})))
         timing_plot(reports, out / "timing.png")
         if cfg.video.enabled:
             render_video(cfg, stack, out / "recording.npz", s1_events, s2_events, result["issued"], out)
