@@ -73,7 +73,8 @@ class ChunkBroker:
     def reset(self) -> None:
         self.track, self.count = None, 0
 
-    def add(self, chunk: MotionChunk, anchor_xy: np.ndarray, anchor_yaw: float, now: float | None = None) -> MotionChunk:
+    def add(self, chunk: MotionChunk, anchor_xy: np.ndarray, anchor_yaw: float,
+            now: float | None = None) -> MotionChunk:
         """Blend ``chunk`` (anchored at the robot's planar pose ``anchor_xy``, ``anchor_yaw``) into the reference.
 
         ``now``: when the chunk is applied, if later than its ``start_time`` (in real time a chunk arrives

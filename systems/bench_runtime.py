@@ -1,7 +1,8 @@
 """``humanoid bench runtime``: the real-time data path (DESIGN §4), measured in one run.
 
 1. ZeroMQ: a spawned publisher process sends a 16-frame x 65-joint :class:`MotionChunk` every 1 ms over
-   ``ipc://``; the main process subscribes and busy-polls (as a loop spinning to its deadline does). The publisher builds and encodes each message for a send time
+   ``ipc://``; the main process subscribes and busy-polls (as a loop spinning to its deadline does). The
+   publisher builds and encodes each message for a send time
    (its ``stamp``) a little in the future, waits for that instant and sends the bytes then, so
    ``zmq_one_way_us`` = receipt - ``stamp`` is the transport alone: from the bytes handed to ZeroMQ to the
    frame off the consumer's socket (:attr:`Subscriber.last_receipt`; one node, one clock). Building,

@@ -2,7 +2,8 @@
 
 Order within a control step that is also an S1 (S2) tick: render the head camera -> S2 -> S1 -> broker ->
 S0 -> physics. Periods are whole multiples of S0's period, so tick counts are exact integers and a run
-is deterministic for a seed. The same layer objects (and :class:`World`) run in the real-time runner (``systems.runtime``).
+is deterministic for a seed. The same layer objects (and :class:`World`) run in the real-time runner
+(``systems.runtime``).
 
 Layers plug in through two small interfaces:
 

@@ -127,9 +127,10 @@ def render_video(cfg: RunConfig, stack: StackConfig, record: Path, s1_events: li
             s1 = next((e for e in reversed(s1_events) if e["t"] <= t), None)
             s2_line = "S2: -" if s2 is None else (f"S2: {s2['family']}" + (
                 f"; bearing {s2['bearing_deg']:+.0f} deg, {s2['distance_m']:.1f} m" if s2.get("has_target") else ""))
-            s1_line = "S1: -" if s1 is None else f"S1: chunk {s1['seq']}, v = {s1['speed']:.2f} m/s, {s1['infer_ms']:.0f} ms"
-            frames.append(overlay(view, head, [f'"{instr}"', f"t = {t - issued[0]['stamp'] if issued else 0:5.2f} s (real time)",
-                                               s2_line, s1_line]))
+            s1_line = "S1: -" if s1 is None else (f"S1: chunk {s1['seq']}, v = {s1['speed']:.2f} m/s, "
+                                                  f"{s1['infer_ms']:.0f} ms")
+            clock = f"t = {t - issued[0]['stamp'] if issued else 0:5.2f} s (real time)"
+            frames.append(overlay(view, head, [f'"{instr}"', clock, s2_line, s1_line]))
     finally:
         world.close()
     path = out / "stack.mp4"

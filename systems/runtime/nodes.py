@@ -47,8 +47,17 @@ import numpy as np
 import torch
 
 from infra.config.stack import RealtimeConfig, StackConfig
-from infra.messages import (CameraFrame, CommandMode, Instruction, JointCommand, LatentGoal, Message, MessageError,
-                            MotionChunk, RobotState)
+from infra.messages import (
+    CameraFrame,
+    CommandMode,
+    Instruction,
+    JointCommand,
+    LatentGoal,
+    Message,
+    MessageError,
+    MotionChunk,
+    RobotState,
+)
 from infra.transport import Publisher, Subscriber
 from s0_locomotion.body import HEAD_CAMERA
 from s0_locomotion.sim.backend import SimObs
@@ -289,7 +298,8 @@ class BodyNode(Node):
             np.savez_compressed(tmp, **{k: np.asarray(v) for k, v in self.recording.items()})
             tmp.replace(path)  # never a half-written recording
         root = self.obs.root_pos[0].numpy()
-        return super().report() | {"tasks": self.tasks, "fell_at": self.fell_at, "sim_time": round(self.steps * self.period_s, 3),
+        return super().report() | {"tasks": self.tasks, "fell_at": self.fell_at,
+                                   "sim_time": round(self.steps * self.period_s, 3),
                                    "root_xy": [round(float(root[0]), 3), round(float(root[1]), 3)],
                                    "root_height": round(float(root[2]), 3)}
 
@@ -346,7 +356,8 @@ class CameraNode(Node):
         if self.record_path and self.heads:
             path = Path(self.record_path)
             tmp = path.with_name(path.stem + ".tmp.npz")
-            np.savez_compressed(tmp, time=np.array([h[0] for h in self.heads]), head=np.stack([h[1] for h in self.heads]))
+            np.savez_compressed(tmp, time=np.array([h[0] for h in self.heads]),
+                                head=np.stack([h[1] for h in self.heads]))
             tmp.replace(path)
         return super().report()
 
@@ -388,7 +399,8 @@ class S0Node(Node):
 
     def stand_chunk(self, start: float) -> MotionChunk:
         h = self.stack.rates.horizon
-        return MotionChunk(stamp=start, seq=0, joint_pos=np.repeat(self.body.default_pose[None], h, 0).astype(np.float32),
+        pose = np.repeat(self.body.default_pose[None], h, 0).astype(np.float32)
+        return MotionChunk(stamp=start, seq=0, joint_pos=pose,
                            root_height=np.full(h, self.body.root_height, np.float32),
                            root_heading=np.zeros(h, np.float32), root_planar_vel=np.zeros((h, 2), np.float32),
                            start_time=start, frame_dt=self.period_s)
@@ -457,8 +469,8 @@ class S1Node(Node):
 
     def warmup(self) -> None:
         size = self.stack.image_size
-        self.layer.policy.infer(np.zeros((size, size, 3), np.uint8), self.layer.policy.stats["proprio_mean"].numpy().astype(np.float32),
-                                self.z_stop, 0.0)
+        proprio = self.layer.policy.stats["proprio_mean"].numpy().astype(np.float32)
+        self.layer.policy.infer(np.zeros((size, size, 3), np.uint8), proprio, self.z_stop, 0.0)
         self.layer.policy.reset()
 
     def tick(self, now: float) -> None:
@@ -540,6 +552,7 @@ class S2Node(Node):
             event = {"t": round(now, 4), "instruction": instruction.text, "in_scope": self.layer.in_scope,
                      "family": FAMILY_NAMES[int(np.argmax(last["family"]))] if "family" in last else "refused"}
             if "bearing" in last:
-                event |= {"bearing_deg": round(float(np.degrees(np.arctan2(last["bearing"][1], last["bearing"][0]))), 1),
+                bearing = np.degrees(np.arctan2(last["bearing"][1], last["bearing"][0]))
+                event |= {"bearing_deg": round(float(bearing), 1),
                           "distance_m": round(float(last["distance"]), 2), "has_target": bool(last["has_target"] > 0.5)}
             self.events.append(event)

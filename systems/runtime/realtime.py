@@ -4,8 +4,9 @@ Each actor hosts one :mod:`systems.runtime.nodes` node in a :class:`~systems.run
 thread; the data between them flows over ZeroMQ latest-value streams (``ipc://`` files in a run folder on
 one node, ``tcp://`` fixed ports across nodes), never through Ray calls. Ray does what it is good at:
 
-* **placement**: the body, its head camera, S0 and S1 ask for the custom resource ``onboard`` (a robot's computer declares it;
-  the local Ray this runner starts declares ``onboard: 1``); S2 asks for a GPU where the cluster has one;
+* **placement**: the body, its head camera, S0 (and its standby) and S1 ask for the custom resource
+  ``onboard`` (a robot's computer declares it; the local Ray this runner starts declares ``onboard: 1``);
+  S2 asks for a GPU where the cluster has one;
 * **lifecycle**: ``max_restarts`` (a killed or crashed actor comes back; the driver re-wires and restarts
   its loop on the run's schedule, and the other layers ride out the gap on their fallbacks);
 * **health**: the driver asks every actor for its status each ``health_period_s``; a loop that died with an
@@ -26,8 +27,8 @@ import json
 import logging
 import math
 import os
-import shutil
 import select
+import shutil
 import sys
 import tempfile
 import threading

@@ -13,9 +13,9 @@ from infra import codec
 from infra.codec import CodecError, decode, encode
 from infra.messages import (
     MESSAGE_TYPES,
-    Instruction,
     CameraFrame,
     CommandMode,
+    Instruction,
     JointCommand,
     LatentGoal,
     MessageError,

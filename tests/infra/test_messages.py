@@ -9,9 +9,9 @@ import pytest
 
 from infra.messages import (
     MESSAGE_TYPES,
-    Instruction,
     CameraFrame,
     CommandMode,
+    Instruction,
     JointCommand,
     LatentGoal,
     MessageError,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from processes import descendants
 
 from infra.config.stack import RealtimeConfig, StackConfig
 from infra.messages import CameraFrame, JointCommand, LatentGoal, MotionChunk, RobotState
@@ -23,21 +24,6 @@ from systems.runtime.realtime import parse_script
 
 REPO = Path(__file__).resolve().parents[2]
 NOMINAL_HZ = {"body": 50.0, "camera": 25.0, "s0": 50.0, "s0_standby": 50.0, "s1": 25.0, "s2": 5.0}
-
-
-def _descendants(pid: int) -> set[int]:
-    parents = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(stat.parent.name)] = int(fields[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {c for c, p in parents.items() if p in frontier} - found
-        found |= frontier
-    return found
 
 
 def _sock_dirs() -> set[Path]:
@@ -53,7 +39,7 @@ def in_repo(monkeypatch):
 def test_main_job_in_real_time_ticks_every_layer_at_its_rate_and_shuts_down_clean(in_repo, tmp_path, capsys):
     from systems.cli import main
 
-    before, socks = _descendants(os.getpid()), _sock_dirs()
+    before, socks = descendants(os.getpid()), _sock_dirs()
     code = main(["run", "--instruction", "stop", "--json", "seconds=5", f"out_dir={tmp_path}",
                  f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"])
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -84,7 +70,7 @@ def test_main_job_in_real_time_ticks_every_layer_at_its_rate_and_shuts_down_clea
     run = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db").get_run(summary["mlflow_run_id"])
     assert run.data.metrics["timing/s0/rate_hz"] == pytest.approx(layers["s0"]["rate_hz"])
     give_up = time.monotonic() + 30.0  # Ray's processes take a moment to exit after ray.shutdown()
-    while (left := _descendants(os.getpid()) - before) and time.monotonic() < give_up:
+    while (left := descendants(os.getpid()) - before) and time.monotonic() < give_up:
         time.sleep(0.2)
     assert not left, f"processes left behind: {left}"
     assert _sock_dirs() <= socks, "socket files left behind"
@@ -193,7 +179,8 @@ def test_s1_keeps_the_last_goal_until_its_timeout_then_uses_the_stop_goal(in_rep
             cams.publish(CameraFrame(stamp=now, seq=k, image=image, camera="head"))
             states.publish(_standing_state(body, now, k))
             if k < 5:
-                goals.publish(LatentGoal(stamp=now, seq=k, z=z, instruction="wave with your left hand", image_stamp=now))
+                goals.publish(LatentGoal(stamp=now, seq=k, z=z, instruction="wave with your left hand",
+                                         image_stamp=now))
                 last_goal = now
             time.sleep(0.003)
             node.tick(time.monotonic())

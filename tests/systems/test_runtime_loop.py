@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from processes import descendants
 
 from infra.config.stack import BenchRuntimeConfig
 from systems.runtime.loop import LoopStats, PeriodicLoop, summarize
@@ -100,29 +101,12 @@ def test_bad_settings_are_named():
         BenchRuntimeConfig(loop_seconds=0.0)
 
 
-def _descendants(pid: int) -> set[int]:
-    """Live (non-zombie) descendants of ``pid``, read from /proc."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z":
-            parents[int(stat.parent.name)] = int(fields[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
-
-
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 def test_bench_runtime_smoke_and_clean_shutdown():
     from systems.bench_runtime import bench_runtime
 
     ipc_files = set(Path(tempfile.gettempdir()).glob("humanoid-*.ipc"))
-    before = _descendants(os.getpid())
+    before = descendants(os.getpid())
     result = bench_runtime(BenchRuntimeConfig(messages=50, loop_seconds=0.2, warmup=10, rtf_seconds=0.4))
     keys = ["zmq_one_way_us_p50", "zmq_one_way_us_p99", "ray_call_us_p50", "ray_call_us_p99", "zmq_vs_ray_ratio",
             "zmq_vs_ray_ratio_with_codec", "encode_us_p50", "decode_us_p50", "s0_500hz_jitter_ms_p99",
@@ -133,7 +117,7 @@ def test_bench_runtime_smoke_and_clean_shutdown():
         assert 0.0 <= result[key] <= 1.0, (key, result[key])
     assert result["zmq_rejected"] == 0 and result["s0_500hz_ticks"] > 0 and result["s0_1khz_ticks"] > 0
     give_up = time.monotonic() + 20.0  # Ray's processes take a moment to exit after ray.shutdown()
-    while (left := _descendants(os.getpid()) - before) and time.monotonic() < give_up:
+    while (left := descendants(os.getpid()) - before) and time.monotonic() < give_up:
         time.sleep(0.2)
     assert not left, f"processes left behind: {left}"
     assert set(Path(tempfile.gettempdir()).glob("humanoid-*.ipc")) <= ipc_files
