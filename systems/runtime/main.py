@@ -139,9 +139,10 @@ def render_video(cfg: RunConfig, stack: StackConfig, record: Path, s1_events: li
 
 
 def run_realtime(cfg: RunConfig, progress: bool = True) -> dict:
-    out = Path(cfg.out_dir) / datetime.now().strftime("run-%Y%m%d-%H%M%S-%f")
-    out.mkdir(parents=True, exist_ok=False)
-    (out / "config.yaml").write_text(to_yaml(cfg))
+    # bad input fails here, named, before Ray and five actor processes start
+    for key in ("checkpoint", "s1_checkpoint", "s2_checkpoint"):
+        if not Path(getattr(cfg, key)).is_file():
+            raise FileNotFoundError(f"{key}: no file {getattr(cfg, key)}")
     if cfg.script:
         path = Path(cfg.script)
         if not path.is_file():
@@ -151,6 +152,9 @@ def run_realtime(cfg: RunConfig, progress: bool = True) -> dict:
             script = [(0.0, cfg.instruction)] + [s for s in script if s[0] > 0]
     else:
         script = [(0.0, cfg.instruction)] if cfg.instruction else []
+    out = Path(cfg.out_dir) / datetime.now().strftime("run-%Y%m%d-%H%M%S-%f")
+    out.mkdir(parents=True, exist_ok=False)
+    (out / "config.yaml").write_text(to_yaml(cfg))
     stack = StackConfig(body=cfg.body, sim=cfg.sim, scene=cfg.scene, s0_checkpoint=cfg.checkpoint)
     layout = sample_task(task_rng(cfg.layout_seed, "eval"), task_scene(cfg.scene), "eval").layout
     runner = RealtimeRunner(stack, cfg.realtime, cfg.s1_checkpoint, cfg.s2_checkpoint, layout, out)

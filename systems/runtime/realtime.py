@@ -240,6 +240,7 @@ class RealtimeRunner:
                 ray.init(address=self.rt.ray_address, **kwargs)
             else:
                 ray.init(num_cpus=os.cpu_count(), resources={"onboard": 1.0}, **kwargs)
+        self.out_dir.mkdir(parents=True, exist_ok=True)  # the body and the camera write their recordings here
         self.run_id = os.urandom(3).hex()
         self.sock_dir = tempfile.mkdtemp(prefix="humanoid-rt-")
         publisher = None

@@ -243,3 +243,62 @@ def test_instructions_change_mid_run_from_a_script_and_stdin(tmp_path):
         assert t["reaction_ms"] is not None and 0 < t["reaction_ms"] < 1000, t
     assert [t["family"] for t in summary["tasks"]] == ["stop", "face", "wave_left"]
     assert any("(stdin)" in e for e in summary["events"])
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def ray_cluster(monkeypatch):
+    """A Ray cluster started with ``ray start`` (as on a robot: ``onboard: 1``) with token authentication (one
+    token for the cluster and this driver), stopped by killing exactly the processes of its own temp dir
+    (``ray stop`` would stop every Ray cluster on the machine)."""
+    import shutil
+    import signal
+    import subprocess
+
+    if shutil.which("ray") is None:
+        pytest.skip("the ray CLI is not on PATH")
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", os.urandom(16).hex())
+    temp = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))  # short: Ray's socket paths live below it
+    port = _free_port()
+    subprocess.run(["ray", "start", "--head", f"--port={port}", "--num-cpus=2", '--resources={"onboard": 1}',
+                    f"--temp-dir={temp}", "--include-dashboard=false", "--disable-usage-stats"],
+                   check=True, capture_output=True, timeout=120, env=os.environ.copy())
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        for proc in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                if str(temp) in proc.read_bytes().decode(errors="replace"):
+                    os.kill(int(proc.parent.name), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_joins_a_ray_start_cluster_and_places_layers_by_the_onboard_resource(in_repo, tmp_path, ray_cluster):
+    from systems.runtime.realtime import RealtimeRunner
+    from systems.tasks import sample_task, task_rng, task_scene
+
+    stack = StackConfig()
+    layout = sample_task(task_rng(0, "eval"), task_scene(stack.scene), "eval").layout
+    ckpts = ("checkpoints/s1/policy.safetensors", "checkpoints/s2/policy.safetensors")
+    # five onboard layers asking for all of the node's one "onboard" each: they cannot all be placed
+    greedy = RealtimeRunner(stack, RealtimeConfig(ray_address=ray_cluster, onboard=1.0, startup_timeout_s=8.0),
+                            *ckpts, layout, tmp_path / "greedy")
+    with pytest.raises(RuntimeError, match="onboard"):
+        greedy.run([(0.0, "stop")], 2.0)
+    runner = RealtimeRunner(stack, RealtimeConfig(ray_address=ray_cluster), *ckpts, layout, tmp_path / "run")
+    result = runner.run([(0.0, "stop")], 3.0)
+    for name, rep in result["reports"].items():
+        assert rep["error"] is None, (name, rep.get("error"))
+        for loop, stats in rep["loops"].items():
+            assert stats["ticks"] > 0.5 * 3.0 * NOMINAL_HZ[loop], (loop, stats["ticks"])
+    assert result["reports"]["body"]["inputs"]["command"]["received"] > 50
