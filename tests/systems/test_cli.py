@@ -155,3 +155,19 @@ def test_main_job_with_an_instruction_runs_the_committed_stack(tmp_path):
     refused = json.loads(out.stdout)
     assert not refused["in_scope"] and not refused["fell"]
     assert "outside the task families" in out.stderr
+
+
+def test_real_time_run_names_bad_input_before_starting_ray(tmp_path):
+    ck = REPO / "checkpoints"
+    good = [f"checkpoint={ck / 's0' / 'policy.safetensors'}", f"s1_checkpoint={ck / 's1' / 'policy.safetensors'}",
+            f"s2_checkpoint={ck / 's2' / 'policy.safetensors'}"]
+    out = humanoid("run", *good[:2], "s2_checkpoint=nowhere/s2.safetensors", "--instruction", "stop", cwd=tmp_path)
+    assert out.returncode == 2 and "s2_checkpoint: no file nowhere/s2.safetensors" in out.stderr, out.stderr
+    out = humanoid("run", *good, "--script", "missing.txt", cwd=tmp_path)
+    assert out.returncode == 2 and "script: no file missing.txt" in out.stderr, out.stderr
+    (tmp_path / "bad.txt").write_text("0 stop\nlater wave with your left hand\n")
+    out = humanoid("run", *good, "--script", "bad.txt", cwd=tmp_path)
+    assert out.returncode == 2 and "bad.txt:2:" in out.stderr, out.stderr
+    out = humanoid("run", *good, "realtime.transport=udp", "--instruction", "stop", cwd=tmp_path)
+    assert out.returncode == 2 and "transport" in out.stderr, out.stderr
+    assert not (tmp_path / "runs").exists()  # nothing started, nothing written
