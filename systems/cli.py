@@ -188,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     from s0_locomotion.body import BodyError
     from s0_locomotion.motion.clip import ClipError
     from s0_locomotion.sim.backend import SimError
+    from systems.runtime.realtime import RealtimeError
 
     try:
         schema = args.target if args.func is None else args.schema
@@ -205,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             print(to_yaml(cfg), end="")
             return 0
         return args.func(cfg, args.json)
-    except (ConfigError, BodyError, SimError, ClipError, CheckpointError, FileNotFoundError, ValueError) as exc:
+    except (ConfigError, BodyError, SimError, ClipError, CheckpointError, FileNotFoundError, ValueError,
+            RealtimeError) as exc:
         print(f"humanoid: error: {exc}", file=sys.stderr)
         return 2
 

@@ -52,7 +52,7 @@ from infra.transport import Publisher  # noqa: E402
 from systems.runtime.loop import PeriodicLoop  # noqa: E402
 from systems.runtime.nodes import PRODUCER, STREAMS, BodyNode, CameraNode, S0Node, S1Node, S2Node  # noqa: E402
 
-__all__ = ["LAYERS", "LayerHost", "RealtimeRunner", "parse_script"]
+__all__ = ["LAYERS", "LayerHost", "RealtimeError", "RealtimeRunner", "parse_script"]
 
 log = logging.getLogger("humanoid.runtime")
 
@@ -61,6 +61,10 @@ LAYERS = ("body", "camera", "s0", "s0_standby", "s1", "s2")
 _NODES = {"body": BodyNode, "camera": CameraNode, "s0": S0Node, "s0_standby": S0Node, "s1": S1Node, "s2": S2Node}
 TRACE_TICKS = 3000
 """Per-tick timings kept per layer for the timing plot (the most recent)."""
+
+
+class RealtimeError(RuntimeError):
+    """The stack could not be started (actors not placed or not ready in time)."""
 
 
 def parse_script(text: str, source: str = "script") -> list[tuple[float, str]]:
@@ -290,7 +294,7 @@ class RealtimeRunner:
         try:
             values = ray.get(list(refs.values()), timeout=self.rt.startup_timeout_s)
         except ray.exceptions.GetTimeoutError:
-            raise RuntimeError(f"realtime: the layer actors were not ready within {self.rt.startup_timeout_s} s "
+            raise RealtimeError(f"realtime: the layer actors were not ready within {self.rt.startup_timeout_s} s "
                                f"(realtime.startup_timeout_s); is the 'onboard' resource declared on a node?") from None
         return {k: json.loads(v) for k, v in zip(refs, values)}
 
