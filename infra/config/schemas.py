@@ -286,7 +286,7 @@ class RealtimeConfig:
     transport: str = "ipc"
     """ipc (one node: socket files under a run folder in /tmp) or tcp (across nodes: fixed ports)"""
     tcp_base_port: int = 47100
-    """with transport=tcp: the streams use this port and the next five"""
+    """with transport=tcp: the streams use this port and the next six"""
     ray_address: str = ""
     """"" = start a local Ray for the run (shut down after it); "auto" or "host:port" = join a running cluster"""
     onboard: float = 0.2
