@@ -151,24 +151,12 @@ class LockstepRunner:
         self.s0 = S0Controller(policy, self.body, dt)
         self.broker = ChunkBroker(cfg.rates.blend_frames)
 
-    def privileged(self, obs: SimObs, task: Task) -> Privileged:
-        return self.world.privileged(obs, task)
-
-    def proprio(self, obs: SimObs) -> np.ndarray:
-        return proprio_of(obs)
-
-    def body_state(self, p: Privileged, obs: SimObs) -> BodyState:
-        return self.world.body_state(p, obs)
-
-    def camera(self, size: int | None = None) -> np.ndarray:
-        return self.world.camera(size)
-
     def run(self, task: Task, s1: ChunkLayer, s2: GoalLayer, record: Callable[[Tick], None] | None = None,
             video_every: int = 0, max_seconds: float | None = None) -> EpisodeResult:
         """One episode: reset the world to ``task.layout``, tick the layers until success, a fall or the
         time limit. ``video_every`` > 0 keeps a third-person frame every that many control steps."""
         obs = self.backend.reset(layout=task.layout[None])
-        priv = self.privileged(obs, task)
+        priv = self.world.privileged(obs, task)
         self.s0.reset(obs)
         self.broker.reset()
         s1.reset(task, priv)
@@ -181,15 +169,15 @@ class LockstepRunner:
         image = None
         fell = False
         for i in range(steps):
-            priv = self.privileged(obs, task)
+            priv = self.world.privileged(obs, task)
             if i % self.s1_every == 0:
-                image = self.camera()
+                image = self.world.camera()
                 ticks["camera"] += 1
             if i % self.s2_every == 0:
                 z = s2.goal(priv.time, image, task.instruction, priv)
                 ticks["s2"] += 1
             if i % self.s1_every == 0:
-                proprio = self.proprio(obs)
+                proprio = proprio_of(obs)
                 chunk = s1.chunk(priv.time, image, proprio, z, priv)
                 xy, yaw = self.s0.anchor(obs)
                 self.s0.set_chunk(self.broker.add(chunk, xy, yaw), xy, yaw)
@@ -200,7 +188,7 @@ class LockstepRunner:
                 frames.append(self.world.view())
             obs = self.backend.step(self.s0.act(obs))
             ticks["s0"] += 1
-            state = self.body_state(self.privileged(obs, task), obs)
+            state = self.world.body_state(self.world.privileged(obs, task), obs)
             done = check.update(state)
             fell = self.world.fallen(obs)
             if fell or (done and self.cfg.stop_on_success and record is None):
