@@ -63,15 +63,10 @@ def layer_table(reports: dict[str, dict], restarts: dict[str, int]) -> dict[str,
     return {k: out[k] for k in LAYER_ORDER if k in out} | {k: v for k, v in out.items() if k not in LAYER_ORDER}
 
 
-def reactions(issued: list[dict], events: list[dict], t0: float) -> list[dict]:
-    """Per issued instruction: when S2 first answered it and when S1 first sent a chunk for it (ms after it was
-    issued); the stack's reaction time is the latter."""
-    out = []
-    for item in issued:
-        first = next((e["t"] for e in events if e.get("instruction") == item["text"] and e["t"] >= item["stamp"]), None)
-        out.append({"instruction": item["text"], "issued_at": round(item["stamp"] - t0, 3),
-                    "reaction_ms": round((first - item["stamp"]) * 1e3, 1) if first is not None else None})
-    return out
+def reaction_ms(text: str, stamp: float, events: list[dict]) -> float | None:
+    """ms from an instruction issued at ``stamp`` to the first event of a layer that answered it (None: none)."""
+    first = next((e["t"] for e in events if e.get("instruction") == text and e["t"] >= stamp), None)
+    return round((first - stamp) * 1e3, 1) if first is not None else None
 
 
 def timing_plot(reports: dict[str, dict], path: Path) -> None:
@@ -176,12 +171,11 @@ def run_realtime(cfg: RunConfig, progress: bool = True) -> dict:
         tasks = body.get("tasks", [])
         s1_events = [e for e in reports.get("s1", {}).get("events", []) if "seq" in e]
         s2_events = reports.get("s2", {}).get("events", [])
-        reacts = reactions(result["issued"], s1_events, t0)
-        for task, react in zip(tasks, reacts):
-            task.pop("issued_stamp", None)
-            task["reaction_ms"] = react["reaction_ms"]
-            task["s2_reaction_ms"] = reactions([i for i in result["issued"] if i["text"] == task["instruction"]][:1],
-                                               s2_events, t0)[0]["reaction_ms"] if s2_events else None
+        for task in tasks:  # the stack's reaction: S1's first chunk for the instruction; S2's first latent too
+            stamp = task.pop("issued_stamp")
+            task["issued_at"] = round(stamp - t0, 3)
+            task["reaction_ms"] = reaction_ms(task["instruction"], stamp, s1_events)
+            task["s2_reaction_ms"] = reaction_ms(task["instruction"], stamp, s2_events)
         layers = layer_table(reports, result["restarts"])
         in_scope = [t for t in tasks if t["family"] != OUT_OF_SCOPE]
         fell = body.get("fell_at") is not None
