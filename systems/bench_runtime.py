@@ -263,8 +263,7 @@ def lockstep_rtf(cfg: BenchRuntimeConfig) -> dict:
     from systems.layers import S1Layer
     from systems.lockstep import LockstepRunner
     from systems.s2_layer import S2Layer, stop_z
-    from systems.stack_run import task_for
-    from systems.tasks import sample_task, task_rng, task_scene
+    from systems.tasks import sample_task, task_for, task_rng, task_scene
 
     torch.set_num_threads(1)
     stack = StackConfig(stop_on_success=False, s0_checkpoint=cfg.s0_checkpoint)

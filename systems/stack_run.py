@@ -26,24 +26,7 @@ from s2_vlm.policy import S2Policy
 from systems.layers import S1Layer
 from systems.lockstep import LockstepRunner, Tick
 from systems.s2_layer import S2Layer, stop_z
-from systems.tasks import FAMILY_NAMES, OUT_OF_SCOPE, TEMPLATES, Task, object_phrase, sample_task, task_rng, task_scene
-
-
-def task_for(instruction: str, layout: np.ndarray, seconds: float) -> Task:
-    """The task an instruction names (for the success check only; S2 never sees it): the family whose
-    templates match it word for word after the object phrase, else ``unknown``."""
-    text = instruction.strip().lower()
-    for family, templates in TEMPLATES.items():
-        for template in templates:
-            if "{obj}" not in template:
-                if text == template:
-                    return Task(family, instruction, "", seconds, layout)
-                continue
-            prefix = template.split("{obj}")[0]
-            if text.startswith(prefix) and text[len(prefix):].startswith("the "):
-                target = text[len(prefix) + 4:].replace(" ", "_")
-                return Task(family, instruction, target, seconds, layout)
-    return Task(OUT_OF_SCOPE, instruction, "", seconds, layout)
+from systems.tasks import FAMILY_NAMES, object_phrase, sample_task, task_for, task_rng, task_scene
 
 
 def overlay(frame: np.ndarray, head: np.ndarray, lines: list[str]) -> np.ndarray:

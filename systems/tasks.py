@@ -117,6 +117,23 @@ def task_scene(base: SceneConfig) -> SceneConfig:
 GOAL_DIM = len(FAMILY_NAMES) + 4
 
 
+def task_for(instruction: str, layout: np.ndarray, seconds: float) -> Task:
+    """The task an instruction names (for the success check only; S2 never sees it): the family whose
+    templates match it word for word after the object phrase, else ``unknown``."""
+    text = instruction.strip().lower()
+    for family, templates in TEMPLATES.items():
+        for template in templates:
+            if "{obj}" not in template:
+                if text == template:
+                    return Task(family, instruction, "", seconds, layout)
+                continue
+            prefix = template.split("{obj}")[0]
+            if text.startswith(prefix) and text[len(prefix):].startswith("the "):
+                target = text[len(prefix) + 4:].replace(" ", "_")
+                return Task(family, instruction, target, seconds, layout)
+    return Task(OUT_OF_SCOPE, instruction, "", seconds, layout)
+
+
 def goal_params(task: Task, object_xy: np.ndarray | None, root_xy: np.ndarray, root_yaw: float) -> np.ndarray:
     """Privileged goal parameters (GOAL_DIM,) float32: family one-hot, and the target's bearing (cos, sin)
     and distance (m) in the robot's heading frame plus a has-target flag (zeros without a target)."""

@@ -27,6 +27,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
+from infra.files import save_npz
 from s0_locomotion.body import Body
 
 FORMAT_VERSION = 1
@@ -73,15 +74,11 @@ class MotionClip:
 
     def save(self, path: str | Path) -> Path:
         """Write ``path`` (.npz) atomically: a temporary file renamed into place."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(
-            tmp, format_version=FORMAT_VERSION, name=self.name, fps=self.fps, source=self.source,
+        return save_npz(
+            path, format_version=FORMAT_VERSION, name=self.name, fps=self.fps, source=self.source,
             joint_names=np.array(self.joint_names), body_names=np.array(self.body_names),
             **{k: getattr(self, k).astype(np.float32) for k in _ARRAYS},
         )
-        tmp.replace(path)
-        return path
 
 
 def load_clip(path: str | Path, body: Body | None = None) -> MotionClip:

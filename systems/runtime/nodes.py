@@ -40,13 +40,13 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from infra.config.stack import RealtimeConfig, StackConfig
+from infra.files import save_npz
 from infra.messages import (
     CameraFrame,
     CommandMode,
@@ -59,8 +59,13 @@ from infra.messages import (
     RobotState,
 )
 from infra.transport import Publisher, Subscriber
-from s0_locomotion.body import HEAD_CAMERA
+from s0_locomotion.body import HEAD_CAMERA, Body
 from s0_locomotion.sim.backend import SimObs
+from s0_locomotion.tracking.controller import S0Controller
+from s0_locomotion.tracking.policy import S0Policy
+from s1_policy.chunking import ChunkBroker
+from systems.lockstep import World, proprio_of
+from systems.tasks import FAMILY_NAMES, SuccessCheck, task_for
 
 log = logging.getLogger("humanoid.runtime")
 
@@ -224,12 +229,7 @@ class BodyNode(Node):
 
     def __init__(self, stack: StackConfig, rt: RealtimeConfig, bind: dict[str, str], layout: list[float],
                  seconds: float, record_path: str = "") -> None:
-        from systems.lockstep import World
-        from systems.stack_run import task_for
-        from systems.tasks import SuccessCheck
-
         super().__init__(stack, rt, bind)
-        self.task_for, self.success_check = task_for, SuccessCheck  # imported here, not in the first tick
         self.world = World(stack)
         self.period_s = self.world.backend.ctrl_dt
         self.layout = np.asarray(layout, dtype=float)
@@ -275,8 +275,8 @@ class BodyNode(Node):
         # the simulator's truth: which task is running, has it succeeded, has the robot fallen
         instruction = self.inputs["instruction"].poll(now)
         if instruction is not None and (not self.tasks or self.tasks[-1]["instruction"] != instruction.text):
-            task = self.task_for(instruction.text, self.layout, self.seconds)
-            self.check = self.success_check(task)
+            task = task_for(instruction.text, self.layout, self.seconds)
+            self.check = SuccessCheck(task)
             self.tasks.append({"instruction": instruction.text, "family": task.family, "target": task.target,
                                "issued_stamp": instruction.stamp, "seen_at": round(sim_time, 3),
                                "success": False, "success_at": None})
@@ -293,10 +293,7 @@ class BodyNode(Node):
 
     def report(self) -> dict:
         if self.record_path and self.recording["time"]:
-            path = Path(self.record_path)
-            tmp = path.with_name(path.stem + ".tmp.npz")
-            np.savez_compressed(tmp, **{k: np.asarray(v) for k, v in self.recording.items()})
-            tmp.replace(path)  # never a half-written recording
+            save_npz(self.record_path, **{k: np.asarray(v) for k, v in self.recording.items()})
         root = self.obs.root_pos[0].numpy()
         return super().report() | {"tasks": self.tasks, "fell_at": self.fell_at,
                                    "sim_time": round(self.steps * self.period_s, 3),
@@ -319,8 +316,6 @@ class CameraNode(Node):
 
     def __init__(self, stack: StackConfig, rt: RealtimeConfig, bind: dict[str, str], layout: list[float],
                  record_path: str = "") -> None:
-        from systems.lockstep import World
-
         super().__init__(stack, rt, bind)
         self.world = World(stack)
         self.world.backend.reset(layout=np.asarray(layout, dtype=float)[None])
@@ -354,11 +349,8 @@ class CameraNode(Node):
 
     def report(self) -> dict:
         if self.record_path and self.heads:
-            path = Path(self.record_path)
-            tmp = path.with_name(path.stem + ".tmp.npz")
-            np.savez_compressed(tmp, time=np.array([h[0] for h in self.heads]),
-                                head=np.stack([h[1] for h in self.heads]))
-            tmp.replace(path)
+            save_npz(self.record_path, time=np.array([h[0] for h in self.heads]),
+                     head=np.stack([h[1] for h in self.heads]))
         return super().report()
 
     def close(self) -> None:
@@ -375,11 +367,6 @@ class S0Node(Node):
     def __init__(self, stack: StackConfig, rt: RealtimeConfig, bind: dict[str, str], standby: bool = False) -> None:
         if standby:  # the hot standby: same inputs and work, its own command stream and actor
             self.name, self.outputs = "s0_standby", ("command_sb",)
-        from s0_locomotion.body import Body
-        from s0_locomotion.tracking.controller import S0Controller
-        from s0_locomotion.tracking.policy import S0Policy
-        from s1_policy.chunking import ChunkBroker
-
         super().__init__(stack, rt, bind)
         torch.set_num_threads(1)
         self.body = Body(stack.body)
@@ -447,15 +434,13 @@ class S1Node(Node):
     outputs = ("chunk",)
 
     def __init__(self, stack: StackConfig, rt: RealtimeConfig, bind: dict[str, str], s1_checkpoint: str) -> None:
-        from s1_policy.policy import S1Policy
+        from s1_policy.policy import S1Policy  # the models load only in the actors that run them
         from systems.layers import S1Layer
         from systems.s2_layer import stop_z
 
         super().__init__(stack, rt, bind)
         torch.set_num_threads(1)
         self.period_s = stack.rates.s1_period_s
-        from s0_locomotion.body import Body
-
         policy = S1Policy(s1_checkpoint)
         self.layer = S1Layer(policy, Body(stack.body).n_dof, stack.sim.ctrl_dt)
         self.layer.start(0.0)
@@ -474,8 +459,6 @@ class S1Node(Node):
         self.layer.policy.reset()
 
     def tick(self, now: float) -> None:
-        from systems.lockstep import proprio_of
-
         self.inputs["camera"].wait_newer(self.last_camera_stamp, self.rt.input_wait_s)
         camera = self.inputs["camera"].poll(now)
         state = self.inputs["state"].poll(now)
@@ -519,7 +502,7 @@ class S2Node(Node):
 
     def __init__(self, stack: StackConfig, rt: RealtimeConfig, bind: dict[str, str], s1_checkpoint: str,
                  s2_checkpoint: str, min_similarity: float = 0.5) -> None:
-        from s1_policy.policy import S1Policy
+        from s1_policy.policy import S1Policy  # the models (and transformers) load only in S2's actor
         from s2_vlm.policy import S2Policy
         from systems.s2_layer import S2Layer, stop_z
 
@@ -538,8 +521,6 @@ class S2Node(Node):
         self.layer.reset(None)
 
     def tick(self, now: float) -> None:
-        from systems.tasks import FAMILY_NAMES
-
         camera = self.inputs["camera"].poll(now)
         instruction = self.inputs["instruction"].poll(now)
         if camera is None or instruction is None or not instruction.text or self.inputs["camera"].stale(now):

@@ -15,8 +15,7 @@ from s2_vlm.train import lagged_indices, train_s2
 from systems.layers import S1Layer
 from systems.lockstep import LockstepRunner
 from systems.s2_layer import S2Layer, s2_data, stop_z
-from systems.stack_run import task_for
-from systems.tasks import FAMILY_NAMES, Task, sample_task, task_rng, task_scene
+from systems.tasks import FAMILY_NAMES, Task, sample_task, task_for, task_rng, task_scene
 
 TINY_S2 = S2ModelConfig(image_size=32, width=32, heads=2, fusion_layers=1, cnn_channels=[8, 16], visual_grid=2)
 
