@@ -305,6 +305,10 @@ class ActionHead(nn.Module, ABC):
     def sample(self, ctx: Context, generator: torch.Generator | None = None) -> Tensor:
         """-> (B, H, A) normalised chunk."""
 
+    def set_sample_steps(self, steps: int) -> None:
+        """Iterative steps of the sampler at inference (the denoising heads); the token head decodes one step per
+        frame, so it has nothing to set."""
+
     def _noise(self, ctx: Context, generator: torch.Generator | None) -> Tensor:
         return torch.randn((ctx.batch, self.horizon, self.action_dim), generator=generator,
                            device=ctx.prefix.device, dtype=ctx.prefix.dtype)
@@ -345,6 +349,11 @@ class FlowHead(_DenoiserHead):
         loss = F.mse_loss(pred, flow_target(actions, noise))
         return loss, {"loss/flow": loss.item()}
 
+    def set_sample_steps(self, steps: int) -> None:
+        if steps < 1:
+            raise ValueError(f"FlowHead: sample steps must be >= 1, got {steps}")
+        self.steps = steps
+
     def sample(self, ctx: Context, generator: torch.Generator | None = None) -> Tensor:
         mods = self.step_modulations([k / self.steps for k in range(self.steps)], ctx.batch, ctx.prefix.device)
 
@@ -375,6 +384,11 @@ class DiffusionHead(_DenoiserHead):
         x_t = ab.sqrt() * actions + (1.0 - ab).sqrt() * noise
         loss = F.mse_loss(self.predict(x_t, t.float() / self.train_steps, ctx), noise)
         return loss, {"loss/diffusion": loss.item()}
+
+    def set_sample_steps(self, steps: int) -> None:
+        if not 1 <= steps <= self.train_steps:
+            raise ValueError(f"DiffusionHead: sample steps must be in 1..{self.train_steps}, got {steps}")
+        self.timesteps = ddpm_sample_timesteps(self.train_steps, steps)
 
     def sample(self, ctx: Context, generator: torch.Generator | None = None) -> Tensor:
         x = self._noise(ctx, generator)  # x_{T-1} ~ N(0, I)

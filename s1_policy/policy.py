@@ -23,7 +23,9 @@ KINDS = ("s1-policy", "s1-train")
 class S1Policy:
     """``infer(image (S, S, 3) uint8, proprio (P,), z (D,)) -> (H, A) float32`` in physical units."""
 
-    def __init__(self, path: str | Path, seed: int = 0) -> None:
+    def __init__(self, path: str | Path, seed: int = 0, sample_steps: int = 0) -> None:
+        """``sample_steps``: the flow (diffusion) head's integration (denoising) steps at inference; 0 keeps the
+        checkpoint's. The flow loss does not depend on it, so it is a speed/quality choice made at run time."""
         ckpt = load_checkpoint(path)
         if ckpt.sidecar.get("kind") not in KINDS:
             raise CheckpointError(f"{path}: expected an S1 checkpoint ({' or '.join(KINDS)}), "
@@ -33,6 +35,8 @@ class S1Policy:
         self.model = S1Model(self.config)
         self.model.load_state_dict(unflatten_state("model", ckpt.tensors))
         self.model.eval()
+        if sample_steps:
+            self.model.head.set_sample_steps(sample_steps)
         self.goal = GoalEncoder(int(ckpt.meta["goal_dim"]), self.config.z_dim)
         self.goal.load_state_dict(unflatten_state("goal", ckpt.tensors))
         self.goal.eval()

@@ -267,7 +267,7 @@ def lockstep_rtf(cfg: BenchRuntimeConfig) -> dict:
 
     torch.set_num_threads(1)
     stack = StackConfig(stop_on_success=False, s0_checkpoint=cfg.s0_checkpoint)
-    s1, s2 = S1Policy(cfg.s1_checkpoint), S2Policy(cfg.s2_checkpoint)
+    s1, s2 = S1Policy(cfg.s1_checkpoint, sample_steps=stack.s1_sample_steps), S2Policy(cfg.s2_checkpoint)
     layout = sample_task(task_rng(0, "eval"), task_scene(stack.scene), "eval").layout
     runner = LockstepRunner(stack)
     out = {}

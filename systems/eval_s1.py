@@ -52,9 +52,9 @@ def evaluate_s1(cfg: EvalS1Config, progress: bool = True, tracker=None) -> dict:
     heads: dict[str, dict] = {}
     try:
         for path in cfg.checkpoints:
-            policy = S1Policy(path)
+            policy = S1Policy(path, sample_steps=cfg.stack.s1_sample_steps)
             name = policy.config.head + ("_clock" if policy.task_clock_s > 0 else "")
-            entry: dict = {"checkpoint": path}
+            entry: dict = {"checkpoint": path, "sample_steps": cfg.stack.s1_sample_steps}
             if cfg.eval_data:
                 held = load_demos(cfg.eval_data, policy.config.horizon)
                 batcher = Batcher(held, policy.stats, policy.task_clock_s)

@@ -42,7 +42,7 @@ class _ZErrorProbe(S2Layer):
 
 def evaluate_stack(cfg: EvalStackConfig, progress: bool = True, tracker=None) -> dict:
     torch.set_num_threads(1)
-    s1, s2 = S1Policy(cfg.s1_checkpoint), S2Policy(cfg.s2_checkpoint)
+    s1, s2 = S1Policy(cfg.s1_checkpoint, sample_steps=cfg.stack.s1_sample_steps), S2Policy(cfg.s2_checkpoint)
     runner = LockstepRunner(cfg.stack)
     layer1 = S1Layer(s1, runner.body.n_dof, runner.backend.ctrl_dt)
     layer2 = _ZErrorProbe(s2, stop_z(s1), cfg.min_similarity, s1=s1)

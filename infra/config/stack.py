@@ -42,6 +42,9 @@ class StackConfig:
     and the objects (1.5-3 m away) still span several pixels"""
     s0_checkpoint: str = "checkpoints/s0/policy.safetensors"
     """the trained S0 policy ("none" = PD on the reference)"""
+    s1_sample_steps: int = 4
+    """S1's flow (diffusion) sampling steps at run time; 0 = the checkpoint's (10). The committed flow head's
+    held-out chunk error is the same at 4 steps as at 10 (2.393 vs 2.398), and a chunk costs 9 ms instead of 13"""
     stop_on_success: bool = True
     """end an episode as soon as its success check holds"""
 
@@ -53,6 +56,8 @@ class StackConfig:
                                  f"sim.ctrl_dt ({self.sim.ctrl_dt})")
         if self.image_size < 32:
             raise ValueError(f"image_size must be >= 32, got {self.image_size}")
+        if self.s1_sample_steps < 0:
+            raise ValueError(f"s1_sample_steps must be >= 0, got {self.s1_sample_steps}")
 
 
 @dataclass

@@ -46,6 +46,22 @@ def test_train_two_steps_then_resume(demos, tmp_path):
     assert chunk.shape == (16, 69) and np.isfinite(chunk).all()
 
 
+def test_sample_steps_are_set_at_load_time(demos, tmp_path):
+    root, _ = demos
+    train_s1(_cfg(root, tmp_path, 2), progress=False)
+    path = tmp_path / "policy.safetensors"
+    inputs = (np.full((32, 32, 3), 90, np.uint8), np.zeros(137, np.float32), np.ones(128, np.float32))
+    default, fewer = S1Policy(path), S1Policy(path, sample_steps=3)
+    assert default.model.head.steps == TINY.flow_steps and fewer.model.head.steps == 3
+    calls = []
+    fewer.model.head.expert.register_forward_hook(lambda *_: calls.append(1))
+    fewer.infer(*inputs)
+    assert len(calls) == 3  # one expert pass per Euler step
+    assert not np.allclose(default.infer(*inputs), fewer.infer(*inputs))
+    with pytest.raises(ValueError, match="sample steps"):
+        S1Policy(path, sample_steps=-1)
+
+
 def test_resume_with_another_model_names_the_mismatch(demos, tmp_path):
     root, _ = demos
     train_s1(_cfg(root, tmp_path, 2), progress=False)
