@@ -305,6 +305,11 @@ class ActionHead(nn.Module, ABC):
     def sample(self, ctx: Context, generator: torch.Generator | None = None) -> Tensor:
         """-> (B, H, A) normalised chunk."""
 
+    @property
+    def sample_steps(self) -> int:
+        """Sequential network passes per chunk at inference (the token head: one per frame)."""
+        return self.horizon
+
     def set_sample_steps(self, steps: int) -> None:
         """Iterative steps of the sampler at inference (the denoising heads); the token head decodes one step per
         frame, so it has nothing to set."""
@@ -349,6 +354,10 @@ class FlowHead(_DenoiserHead):
         loss = F.mse_loss(pred, flow_target(actions, noise))
         return loss, {"loss/flow": loss.item()}
 
+    @property
+    def sample_steps(self) -> int:
+        return self.steps
+
     def set_sample_steps(self, steps: int) -> None:
         if steps < 1:
             raise ValueError(f"FlowHead: sample steps must be >= 1, got {steps}")
@@ -384,6 +393,10 @@ class DiffusionHead(_DenoiserHead):
         x_t = ab.sqrt() * actions + (1.0 - ab).sqrt() * noise
         loss = F.mse_loss(self.predict(x_t, t.float() / self.train_steps, ctx), noise)
         return loss, {"loss/diffusion": loss.item()}
+
+    @property
+    def sample_steps(self) -> int:
+        return len(self.timesteps)
 
     def set_sample_steps(self, steps: int) -> None:
         if not 1 <= steps <= self.train_steps:

@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from infra.codec import encode
-from infra.config.stack import BenchRuntimeConfig, StackConfig
+from infra.config.stack import BenchRuntimeConfig
 from infra.messages import CommandMode, JointCommand, MotionChunk
 from infra.transport import Publisher, Subscriber, ipc_address, ipc_path
 from systems.runtime.loop import PeriodicLoop, wait_until
@@ -266,11 +266,11 @@ def lockstep_rtf(cfg: BenchRuntimeConfig) -> dict:
     from systems.tasks import sample_task, task_for, task_rng, task_scene
 
     torch.set_num_threads(1)
-    stack = StackConfig(stop_on_success=False, s0_checkpoint=cfg.s0_checkpoint)
+    stack = cfg.stack
     s1, s2 = S1Policy(cfg.s1_checkpoint, sample_steps=stack.s1_sample_steps), S2Policy(cfg.s2_checkpoint)
     layout = sample_task(task_rng(0, "eval"), task_scene(stack.scene), "eval").layout
     runner = LockstepRunner(stack)
-    out = {}
+    out = {"lockstep_physics_hz": round(1.0 / stack.sim.sim_dt), "lockstep_s1_steps": s1.model.head.sample_steps}
     try:
         task = task_for("stop", layout, cfg.rtf_seconds)
         layers = (S1Layer(s1, runner.body.n_dof, runner.backend.ctrl_dt), S2Layer(s2, stop_z(s1)))

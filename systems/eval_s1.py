@@ -54,7 +54,7 @@ def evaluate_s1(cfg: EvalS1Config, progress: bool = True, tracker=None) -> dict:
         for path in cfg.checkpoints:
             policy = S1Policy(path, sample_steps=cfg.stack.s1_sample_steps)
             name = policy.config.head + ("_clock" if policy.task_clock_s > 0 else "")
-            entry: dict = {"checkpoint": path, "sample_steps": cfg.stack.s1_sample_steps}
+            entry: dict = {"checkpoint": path, "sample_steps": policy.model.head.sample_steps}
             if cfg.eval_data:
                 held = load_demos(cfg.eval_data, policy.config.horizon)
                 batcher = Batcher(held, policy.stats, policy.task_clock_s)

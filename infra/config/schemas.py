@@ -363,7 +363,7 @@ class RunConfig:
     """with an instruction: the S1 policy (and its goal encoder)"""
     s2_checkpoint: str = "checkpoints/s2/policy.safetensors"
     """with an instruction: the S2 model"""
-    s1_sample_steps: int = 4
+    s1_sample_steps: int = 0
     """with an instruction: S1's sampling steps at run time (``StackConfig.s1_sample_steps``; 0 = the checkpoint's)"""
     layout_seed: int = 0
     """with an instruction: the scene layout is drawn from this seed (held-out range)"""

@@ -42,9 +42,10 @@ class StackConfig:
     and the objects (1.5-3 m away) still span several pixels"""
     s0_checkpoint: str = "checkpoints/s0/policy.safetensors"
     """the trained S0 policy ("none" = PD on the reference)"""
-    s1_sample_steps: int = 4
-    """S1's flow (diffusion) sampling steps at run time; 0 = the checkpoint's (10). The committed flow head's
-    held-out chunk error is the same at 4 steps as at 10 (2.393 vs 2.398), and a chunk costs 9 ms instead of 13"""
+    s1_sample_steps: int = 0
+    """S1's flow (diffusion) sampling steps at run time; 0 = the checkpoint's (DESIGN's 10). The committed flow
+    head's held-out chunk error is the same at 4 steps as at 10 (2.393 vs 2.398), and a chunk costs 9 ms
+    instead of 13 on one thread"""
     stop_on_success: bool = True
     """end an episode as soon as its success check holds"""
 
@@ -99,7 +100,8 @@ class BenchRuntimeConfig:
     once without and once with the third-person video; 0 skips this part"""
     s1_checkpoint: str = "checkpoints/s1/policy.safetensors"
     s2_checkpoint: str = "checkpoints/s2/policy.safetensors"
-    s0_checkpoint: str = "checkpoints/s0/policy.safetensors"
+    stack: StackConfig = field(default_factory=lambda: StackConfig(stop_on_success=False))
+    """the stack the real-time factor is measured on (its S0 checkpoint, physics rate, S1 sampling steps)"""
 
     def __post_init__(self) -> None:
         if self.messages < 1:

@@ -16,8 +16,8 @@ class CameraRenderer:
     """Renders (H, W, 3) uint8 images of worlds given by full physics state rows.
 
     One offscreen context per image size, created lazily. ``fast`` turns off shadows, reflections, the
-    skybox and multisampling, and tessellates round geoms more coarsely (measured ≈5-10x faster for a 128x128 head camera on a CPU, and a 64x64 one
-    from 31 to 8 ms with MSAA off alone).
+    skybox and multisampling, and tessellates round geoms more coarsely (measured ≈5-10x faster for a
+    128x128 head camera on a CPU, and a 64x64 one from 31 to 8 ms with MSAA off alone).
     """
 
     def __init__(self, model: mujoco.MjModel, fast: bool = True) -> None:

@@ -116,6 +116,7 @@ def test_bench_runtime_smoke_and_clean_shutdown():
     for key in ("s0_500hz_miss_rate", "s0_1khz_miss_rate"):  # may be exactly 0 on a quiet machine
         assert 0.0 <= result[key] <= 1.0, (key, result[key])
     assert result["zmq_rejected"] == 0 and result["s0_500hz_ticks"] > 0 and result["s0_1khz_ticks"] > 0
+    assert result["lockstep_physics_hz"] == 500 and result["lockstep_s1_steps"] == 10  # the defaults, as measured
     give_up = time.monotonic() + 20.0  # Ray's processes take a moment to exit after ray.shutdown()
     while (left := descendants(os.getpid()) - before) and time.monotonic() < give_up:
         time.sleep(0.2)

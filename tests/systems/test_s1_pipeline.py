@@ -52,7 +52,7 @@ def test_sample_steps_are_set_at_load_time(demos, tmp_path):
     path = tmp_path / "policy.safetensors"
     inputs = (np.full((32, 32, 3), 90, np.uint8), np.zeros(137, np.float32), np.ones(128, np.float32))
     default, fewer = S1Policy(path), S1Policy(path, sample_steps=3)
-    assert default.model.head.steps == TINY.flow_steps and fewer.model.head.steps == 3
+    assert default.model.head.sample_steps == TINY.flow_steps and fewer.model.head.sample_steps == 3
     calls = []
     fewer.model.head.expert.register_forward_hook(lambda *_: calls.append(1))
     fewer.infer(*inputs)
