@@ -1,20 +1,11 @@
 """The humanoid command end to end, in subprocesses, against a real MLflow SQLite store."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def humanoid(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "systems.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}, timeout=300)
+from processes import COMMITTED, REPO, humanoid
 
 
 def test_body_info_json(tmp_path):
@@ -138,9 +129,7 @@ def test_main_job_runs_the_committed_s0_checkpoint(tmp_path):
 def test_main_job_with_an_instruction_runs_the_committed_stack(tmp_path):
     """``humanoid run --instruction``: S2 -> S1 -> S0 on the committed checkpoints, a video and an MLflow run;
     an instruction outside the task families is refused and the body stands."""
-    ck = REPO / "checkpoints"
-    common = [f"checkpoint={ck / 's0' / 'policy.safetensors'}", f"s1_checkpoint={ck / 's1' / 'policy.safetensors'}",
-              f"s2_checkpoint={ck / 's2' / 'policy.safetensors'}", "seconds=1", "mode=lockstep"]
+    common = [*COMMITTED, "seconds=1", "mode=lockstep"]
     out = humanoid("run", "--json", "--instruction", "turn to face the red box", *common, cwd=tmp_path)
     assert out.returncode in (0, 1), out.stderr
     result = json.loads(out.stdout)
@@ -158,9 +147,7 @@ def test_main_job_with_an_instruction_runs_the_committed_stack(tmp_path):
 
 
 def test_real_time_run_names_bad_input_before_starting_ray(tmp_path):
-    ck = REPO / "checkpoints"
-    good = [f"checkpoint={ck / 's0' / 'policy.safetensors'}", f"s1_checkpoint={ck / 's1' / 'policy.safetensors'}",
-            f"s2_checkpoint={ck / 's2' / 'policy.safetensors'}"]
+    good = COMMITTED
     out = humanoid("run", *good[:2], "s2_checkpoint=nowhere/s2.safetensors", "--instruction", "stop", cwd=tmp_path)
     assert out.returncode == 2 and "s2_checkpoint: no file nowhere/s2.safetensors" in out.stderr, out.stderr
     out = humanoid("run", *good, "--script", "missing.txt", cwd=tmp_path)

@@ -15,14 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from processes import descendants
+from processes import COMMITTED, REPO, descendants, humanoid
 
 from infra.config.stack import RealtimeConfig, StackConfig
 from infra.messages import CameraFrame, JointCommand, LatentGoal, MotionChunk, RobotState
 from infra.transport import Publisher, Subscriber
 from systems.runtime.realtime import parse_script
 
-REPO = Path(__file__).resolve().parents[2]
 NOMINAL_HZ = {"body": 50.0, "camera": 25.0, "s0": 50.0, "s0_standby": 50.0, "s1": 25.0, "s2": 5.0}
 
 
@@ -217,11 +216,9 @@ def test_instructions_change_mid_run_from_a_script_and_stdin(tmp_path):
 
     script = tmp_path / "script.txt"
     script.write_text("0 stop\n2 turn to face the red box\n")
-    ck = REPO / "checkpoints"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "systems.cli", "run", "--script", str(script), "--stdin", "seconds=8",
-         f"checkpoint={ck / 's0' / 'policy.safetensors'}", f"s1_checkpoint={ck / 's1' / 'policy.safetensors'}",
-         f"s2_checkpoint={ck / 's2' / 'policy.safetensors'}", f"out_dir={tmp_path}", "tracking.enabled=false"],
+        [sys.executable, "-m", "systems.cli", "run", "--script", str(script), "--stdin", "seconds=8", *COMMITTED,
+         f"out_dir={tmp_path}", "tracking.enabled=false"],
         cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     printed: list[str] = []
     reader = threading.Thread(target=lambda: printed.extend(iter(lambda: proc.stdout.read(1), "")), daemon=True)
@@ -285,22 +282,16 @@ def ray_cluster(monkeypatch):
 
 def test_joins_a_ray_start_cluster_and_places_layers_by_the_onboard_resource(tmp_path, ray_cluster):
     """``humanoid run realtime.ray_address=...`` in a fresh process (Ray reads the cluster's token at import)."""
-    import subprocess
-    import sys
+    common = [*COMMITTED, f"realtime.ray_address={ray_cluster}", "tracking.enabled=false", "video.enabled=false",
+              "seconds=3"]
 
-    ck = REPO / "checkpoints"
-    common = [f"checkpoint={ck / 's0' / 'policy.safetensors'}", f"s1_checkpoint={ck / 's1' / 'policy.safetensors'}",
-              f"s2_checkpoint={ck / 's2' / 'policy.safetensors'}", f"realtime.ray_address={ray_cluster}",
-              "tracking.enabled=false", "video.enabled=false", "seconds=3"]
-
-    def humanoid(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "systems.cli", "run", *common, *args, "--instruction", "stop"],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=300, env=os.environ.copy())
+    def run(*args: str):
+        return humanoid("run", *common, *args, "--instruction", "stop", cwd=tmp_path)
 
     # five onboard layers asking for all of the node's one "onboard" each: they cannot all be placed
-    greedy = humanoid("realtime.onboard=1.0", "realtime.startup_timeout_s=8")
+    greedy = run("realtime.onboard=1.0", "realtime.startup_timeout_s=8")
     assert greedy.returncode == 2 and "onboard" in greedy.stderr, greedy.stderr[-2000:]
-    out = humanoid("--json")
+    out = run("--json")
     assert out.returncode in (0, 1), out.stderr[-2000:]
     summary = json.loads(out.stdout.strip().splitlines()[-1])
     for name, row in summary["layers"].items():
