@@ -182,10 +182,8 @@ class TrackStepper:
 
     def __init__(self, cfg: RunConfig, body: Body) -> None:
         self.policy = S0Policy(cfg.checkpoint)
-        trained = self.policy.meta["config"]
-        env_cfg = TrackingEnvConfig(body=cfg.body, sim=cfg.sim, future_frames=list(trained["future_frames"]),
-                                    action_scale=self.policy.action_scale, episode_s=cfg.seconds + 1.0,
-                                    randomize=RandomizeConfig(enabled=False))
+        env_cfg = TrackingEnvConfig(body=cfg.body, sim=cfg.sim, episode_s=cfg.seconds + 1.0,
+                                    randomize=RandomizeConfig(enabled=False), **self.policy.observation_config)
         clip = load_motion(cfg.motion, body)
         self.env = TrackingEnv(env_cfg, [clip], body, scene=cfg.scene, offscreen=(cfg.video.width, cfg.video.height))
         self.env.auto_reset = False

@@ -72,6 +72,16 @@ class TrackingEnvConfig:
     """reference frames ahead (in control steps) shown to the policy"""
     action_scale: float = 0.1
     """rad per unit action; targets = reference joints + action_scale * action"""
+    actor_root_vel: bool = True
+    """the actor also sees the root's linear velocity in its heading frame (a state estimator's output on a
+    robot; BeyondMimic's actor has it). Without it the actor cannot tell how fast the body is falling or
+    drifting; checkpoints trained without it (their config lacks the key) keep running without it"""
+    clip_sampling: str = "failure"
+    """uniform, or failure: a clip is drawn at reset with probability proportional to its running
+    termination rate plus ``sampling_floor`` (PHC's hard-negative mining, ProtoMotions' prioritised
+    sampling), so the walks that fall get the samples and the mastered gestures are still revisited"""
+    sampling_floor: float = 0.05
+    """the floor added to each clip's termination rate under failure sampling"""
     episode_s: float = 10.0
     """time limit of an episode, s (a clip's end also ends it)"""
     terminate_error_m: float = 0.5
@@ -84,6 +94,10 @@ class TrackingEnvConfig:
             raise ValueError(f"future_frames must be >= 1, got {self.future_frames}")
         if self.action_scale <= 0:
             raise ValueError(f"action_scale must be > 0, got {self.action_scale}")
+        if self.clip_sampling not in ("uniform", "failure"):
+            raise ValueError(f"clip_sampling must be uniform or failure, got {self.clip_sampling!r}")
+        if self.sampling_floor <= 0:
+            raise ValueError(f"sampling_floor must be > 0, got {self.sampling_floor}")
 
 
 @dataclass

@@ -43,9 +43,10 @@ class S0Controller:
                  re_anchor_rad: float = 0.5) -> None:
         self.policy, self.body, self.ctrl_dt = policy, body, ctrl_dt
         self.re_anchor_m, self.re_anchor_rad = re_anchor_m, re_anchor_rad
-        meta = policy.meta["config"] if policy is not None else {"future_frames": [1, 5], "action_scale": 0.1}
-        self.future = [int(k) for k in meta["future_frames"]]
-        self.action_scale = float(meta["action_scale"])
+        trained = policy.observation_config if policy is not None else \
+            {"future_frames": [1, 5], "action_scale": 0.1, "actor_root_vel": False}
+        self.future, self.action_scale = trained["future_frames"], trained["action_scale"]
+        self.root_vel = trained["actor_root_vel"]
         self.default_pose = torch.from_numpy(body.default_pose.astype(np.float32))
         self.chunks_received = self.stale_steps = self.re_anchors = 0
 
@@ -108,7 +109,8 @@ class S0Controller:
         nxt = self.frame(now + 1)["joint_pos"]
         if self.policy is None:
             return nxt.clone()
-        x = policy_observation(obs, [self.frame(now + k) for k in self.future], self.default_pose, self.last_action)
+        x = policy_observation(obs, [self.frame(now + k) for k in self.future], self.default_pose, self.last_action,
+                               root_vel=self.root_vel)
         action = self.policy.act(x).clamp(-5.0, 5.0)
         if not torch.isfinite(action).all():  # never forward NaN to the actuators: track the reference
             action = torch.zeros_like(action)

@@ -60,6 +60,7 @@ class TrackingEnv:
         self.latency = torch.zeros(n, dtype=torch.bool)
         self.next_push = torch.zeros(n)
         self.default_pose = torch.from_numpy(self.body.default_pose)
+        self.clip_fail = torch.full((self.lib.num_clips,), 0.5)  # running termination rate per clip
         self._variants = self._make_variants()
         self._variant = np.zeros(n, dtype=int)
         self.auto_reset = True  # training: done worlds restart at once; evaluation turns this off
@@ -98,7 +99,7 @@ class TrackingEnv:
         k = len(ids)
         lengths = self.lib.lengths.numpy()
         if clip is None:
-            clip = torch.from_numpy(self.rng.integers(0, self.lib.num_clips, size=k))
+            clip = torch.from_numpy(self.rng.choice(self.lib.num_clips, size=k, p=self.clip_probabilities()))
         if start is None:
             start = torch.from_numpy((self.rng.random(k) * (lengths[clip.numpy()] - 2)).astype(np.int64))
         self.clip[ids], self.t[ids] = clip, start
@@ -116,6 +117,18 @@ class TrackingEnv:
             self._variant[ids.numpy()] = variant
             self.backend.set_world_models(ids.numpy(), [self._variants[v] for v in variant])
         return self.backend.observe()
+
+    def clip_probabilities(self) -> np.ndarray:
+        """(C,) probability of drawing each clip at a reset (``cfg.clip_sampling``)."""
+        if self.cfg.clip_sampling == "uniform":
+            return np.full(self.lib.num_clips, 1.0 / self.lib.num_clips)
+        w = self.clip_fail.double().numpy() + self.cfg.sampling_floor
+        return w / w.sum()
+
+    def _update_clip_failures(self, ids: torch.Tensor, fell: torch.Tensor, rate: float = 0.05) -> None:
+        """Running (exponential, per ended episode) termination rate of the clips of the worlds ``ids``."""
+        for c, f in zip(self.clip[ids].tolist(), fell[ids].float().tolist()):
+            self.clip_fail[c] += rate * (f - self.clip_fail[c])
 
     def put_on_reference(self, ids: torch.Tensor, ref: dict[str, torch.Tensor]) -> None:
         """Set worlds exactly to reference frames: root pose and velocity, joint positions and velocities."""
@@ -164,6 +177,9 @@ class TrackingEnv:
                   | {"/episode/body_error_m": error.mean(), "/episode/fell": fell.float().mean()}}
         extras["body_error"], extras["fell"] = error, fell
         ids = torch.nonzero(done).flatten()
+        self._update_clip_failures(ids, fell)
+        extras["log"]["/sampling/clip_fail_max"] = self.clip_fail.max()
+        extras["log"]["/sampling/clip_fail_mean"] = self.clip_fail.mean()
         if len(ids) and self.auto_reset:
             obs = self.reset_envs(ids)
         self.obs = obs
@@ -201,7 +217,7 @@ class TrackingEnv:
     def _observe(self, obs: SimObs) -> TensorDict:
         """Actor: proprioception + future reference in the heading frame. Critic: + privileged state."""
         refs = [self.lib.frame(self.clip, self.t + k) for k in self.cfg.future_frames]
-        actor = policy_observation(obs, refs, self.default_pose, self.last_action)
+        actor = policy_observation(obs, refs, self.default_pose, self.last_action, root_vel=self.cfg.actor_root_vel)
         yaw = yaw_of(obs.root_quat)
         ref = self.lib.frame(self.clip, self.t)
         body_err = rotate_z((obs.body_pos[:, self.key_idx] - ref["body_pos"][:, self.key_idx]).transpose(0, 1),
@@ -220,12 +236,13 @@ def body_position_error(body_pos: torch.Tensor, ref_body_pos: torch.Tensor) -> t
 
 
 def policy_observation(obs: SimObs, refs: list[dict[str, torch.Tensor]], default_pose: torch.Tensor,
-                       last_action: torch.Tensor) -> torch.Tensor:
+                       last_action: torch.Tensor, root_vel: bool = False) -> torch.Tensor:
     """The S0 actor's observation: proprioception (no global position) and, for each future reference
-    frame, the joint error and the reference root pose relative to the robot in its heading frame.
+    frame, the joint error and the reference root pose relative to the robot in its heading frame; with
+    ``root_vel`` the root's linear velocity in the heading frame last (``TrackingEnvConfig.actor_root_vel``).
 
     refs: one dict per future frame with joint_pos (N, n), root_pos (N, 3), root_quat (N, 4) in the world.
-    Returns (N, 3 n + 9 + len(refs) * (n + 9)).
+    Returns (N, 3 n + 9 + len(refs) * (n + 9) [+ 3]).
     """
     yaw = yaw_of(obs.root_quat)
     gravity = quat_rotate_inverse(obs.root_quat, obs.root_quat.new_tensor([0.0, 0.0, -1.0]).expand(len(yaw), 3))
@@ -234,4 +251,6 @@ def policy_observation(obs: SimObs, refs: list[dict[str, torch.Tensor]], default
         rel_pos = rotate_z(ref["root_pos"] - obs.root_pos, -yaw)
         rel_rot = quat_mul(quat_conj(obs.root_quat), ref["root_quat"])
         parts += [ref["joint_pos"] - obs.joint_pos, rel_pos, quat_to_tan_norm(rel_rot)]
+    if root_vel:
+        parts.append(rotate_z(obs.root_lin_vel, -yaw))
     return torch.cat(parts, dim=-1)

@@ -35,7 +35,7 @@ def evaluate_s0(cfg: EvalS0Config, policy: S0Policy | None) -> dict:
     env = TrackingEnv(env_cfg, clips, body)
     env.auto_reset = False
     if policy is not None:
-        env.cfg = dataclasses.replace(env.cfg, action_scale=policy.action_scale)
+        env.cfg = dataclasses.replace(env.cfg, **policy.observation_config)
     hands = [i for g, idx in body.groups.items() if g.endswith("hand") for i in idx]
     rows: list[dict] = []
     try:

@@ -30,8 +30,15 @@ class S0Policy:
         self.weights = [(t[f"actor/mlp.{i}.weight"], t[f"actor/mlp.{i}.bias"]) for i in layers]
         self.obs_dim = self.weights[0][0].shape[1]
         self.action_scale = float(self.meta["config"]["action_scale"])
+        self.actor_root_vel = bool(self.meta["config"].get("actor_root_vel", False))  # older checkpoints: without
         if self.obs_dim != self.meta["obs_dim"]:
             raise ValueError(f"{path}: network input {self.obs_dim} != recorded obs_dim {self.meta['obs_dim']}")
+
+    @property
+    def observation_config(self) -> dict:
+        """The TrackingEnvConfig fields that define this policy's observation and action."""
+        return {"future_frames": [int(k) for k in self.meta["config"]["future_frames"]],
+                "action_scale": self.action_scale, "actor_root_vel": self.actor_root_vel}
 
     def reset(self) -> None:
         """Stateless (the last action is part of the observation)."""

@@ -81,7 +81,8 @@ def _env_tensors(env: TrackingEnv) -> dict[str, torch.Tensor]:
     return {**sim, "env/clip": env.clip, "env/t": env.t,
             "env/episode_length": env.episode_length_buf, "env/last_action": env.last_action,
             "env/prev_targets": env.prev_targets, "env/latency": env.latency.to(torch.uint8),
-            "env/next_push": env.next_push, "env/variant": torch.from_numpy(env._variant)}
+            "env/next_push": env.next_push, "env/variant": torch.from_numpy(env._variant),
+            "env/clip_fail": env.clip_fail}
 
 
 def save_training(path: Path, alg: PPO, env: TrackingEnv, cfg: TrainS0Config, iteration: int) -> Path:
@@ -106,9 +107,11 @@ def export_policy(path: Path, alg: PPO, env: TrackingEnv, cfg: TrainS0Config, it
 
 def restore_training(path: str, alg: PPO, env: TrackingEnv, cfg: TrainS0Config) -> int:
     ckpt = load_checkpoint(path, kind=TRAIN_KIND)
-    keys = ["env.future_frames", "env.action_scale", "env.sim.num_envs", "env.sim.sim_dt", "env.sim.ctrl_dt",
-            "env.clips", "ppo.actor_hidden", "ppo.critic_hidden", "ppo.steps_per_env"]
-    check_config_matches(ckpt.meta["config"], to_dict(cfg), keys)  # names every mismatching key
+    keys = ["env.future_frames", "env.action_scale", "env.actor_root_vel", "env.sim.num_envs", "env.sim.sim_dt",
+            "env.sim.ctrl_dt", "env.clips", "ppo.actor_hidden", "ppo.critic_hidden", "ppo.steps_per_env"]
+    saved = ckpt.meta["config"]
+    saved["env"].setdefault("actor_root_vel", False)  # runs from before the key had no velocity input
+    check_config_matches(saved, to_dict(cfg), keys)  # names every mismatching key
     alg.actor.load_state_dict(unflatten_state("actor", ckpt.tensors))
     alg.critic.load_state_dict(unflatten_state("critic", ckpt.tensors))
     om = ckpt.meta["optimizer"]
@@ -128,6 +131,8 @@ def restore_training(path: str, alg: PPO, env: TrackingEnv, cfg: TrainS0Config) 
     env.last_action, env.prev_targets = t["env/last_action"], t["env/prev_targets"]
     env.latency, env.next_push = t["env/latency"].bool(), t["env/next_push"]
     env._variant = t["env/variant"].numpy().copy()
+    if "env/clip_fail" in t:  # checkpoints from before failure sampling start from the prior
+        env.clip_fail = t["env/clip_fail"].clone()
     env.backend.set_world_models(np.arange(env.num_envs), [env._variants[v] for v in env._variant])
     env.rng.bit_generator.state = ckpt.meta["env_rng"]
     torch.set_rng_state(t["rng/torch"])
@@ -142,8 +147,29 @@ def init_weights(path: str, alg: PPO, env: TrackingEnv, cfg: TrainS0Config) -> N
     check_config_matches(ckpt.meta["config"], to_dict(cfg), keys)
     if ckpt.meta["body"]["joint_names"] != env.body.joint_names:
         raise CheckpointError(f"{path}: trained for another body ({ckpt.meta['body']['name']})")
-    alg.actor.load_state_dict(unflatten_state("actor", ckpt.tensors))
-    alg.critic.load_state_dict(unflatten_state("critic", ckpt.tensors))
+    actor, critic = unflatten_state("actor", ckpt.tensors), unflatten_state("critic", ckpt.tensors)
+    had_vel = bool(ckpt.meta["config"]["env"].get("actor_root_vel", False))
+    if cfg.env.actor_root_vel and not had_vel:  # add the velocity inputs, the function stays the same
+        obs = env.get_observations()["policy"]
+        at = actor["mlp.0.weight"].shape[1]  # the velocity is the actor's last input, before the critic group
+        vel = obs[:, at:]
+        for state in (actor, critic):
+            _insert_inputs(state, at, vel.mean(0), vel.var(0).clamp(min=1e-2))
+    elif had_vel != cfg.env.actor_root_vel:
+        raise CheckpointError(f"{path}: trained with env.actor_root_vel={had_vel}; this run has "
+                              f"{cfg.env.actor_root_vel} (inputs can be added to a policy, not removed)")
+    alg.actor.load_state_dict(actor)
+    alg.critic.load_state_dict(critic)
+
+
+def _insert_inputs(state: dict[str, torch.Tensor], at: int, mean: torch.Tensor, var: torch.Tensor) -> None:
+    """Widen an MLP model's input at column ``at`` by len(mean) inputs with zero weights (its outputs do not
+    change) and normaliser statistics ``mean`` / ``var`` for them."""
+    w = state["mlp.0.weight"]
+    state["mlp.0.weight"] = torch.cat([w[:, :at], w.new_zeros(w.shape[0], len(mean)), w[:, at:]], dim=1)
+    for key, value in (("_mean", mean), ("_var", var), ("_std", var.sqrt())):
+        x = state[f"obs_normalizer.{key}"]
+        state[f"obs_normalizer.{key}"] = torch.cat([x[:, :at], value[None], x[:, at:]], dim=1)
 
 
 def train_s0(cfg: TrainS0Config, progress: bool = True, tracker=None) -> dict:

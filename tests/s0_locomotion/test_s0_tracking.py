@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import numpy as np
@@ -5,7 +6,7 @@ import pytest
 import torch
 
 from infra.config import load_config
-from infra.config.s0 import TrackingEnvConfig, TrainS0Config
+from infra.config.s0 import RandomizeConfig, TrackingEnvConfig, TrainS0Config
 from infra.config.schemas import SimConfig
 from s0_locomotion.motion.library import build_clip
 from s0_locomotion.tracking import rewards as R
@@ -53,7 +54,43 @@ def test_reference_state_initialisation_is_exact(env):
     torch.testing.assert_close(obs.root_quat, ref["root_quat"], atol=1e-5, rtol=0)
     torch.testing.assert_close(obs.joint_vel, ref["joint_vel"], atol=1e-4, rtol=0)
     torch.testing.assert_close(obs.body_pos, ref["body_pos"], atol=1e-4, rtol=0)  # FK of the clip = the sim's
-    assert env.get_observations()["policy"].shape == (4, 65 * 3 + 6 + 2 * (65 + 9))
+    assert env.get_observations()["policy"].shape == (4, 65 * 3 + 6 + 2 * (65 + 9) + 3)
+
+
+def test_actor_sees_the_root_velocity_in_its_heading_frame(env):
+    from s0_locomotion.tracking.rotations import yaw_of
+
+    clip, frame = torch.tensor([0, 0, 0, 1]), torch.tensor([100, 100, 100, 30])
+    env.start(clip, frame)
+    yaw = torch.tensor([0.0, math.pi / 2, -2.0, 0.0])
+    for i in range(3):  # the same walking state, turned about z: the heading-frame velocity is the same
+        qpos, qvel = env.backend.qpos()[i:i + 1].copy(), np.zeros((1, env.backend.model.nv))
+        qpos[0, 3:7] = [math.cos(yaw[i] / 2), 0, 0, math.sin(yaw[i] / 2)]
+        qvel[0, 0:3] = [0.8 * math.cos(yaw[i]), 0.8 * math.sin(yaw[i]), 0.1]  # 0.8 m/s forward, 0.1 m/s up
+        env.backend.set_qpos_qvel(np.array([i]), qpos, qvel)
+    obs = env.backend.observe()
+    torch.testing.assert_close(yaw_of(obs.root_quat[:3]), yaw[:3], atol=1e-5, rtol=0)
+    vel = env._observe(obs)["policy"][:, -3:]
+    torch.testing.assert_close(vel[:3], torch.tensor([[0.8, 0.0, 0.1]] * 3), atol=1e-4, rtol=0)
+    assert vel[3].abs().max() < 0.05  # standing still in the wave
+
+
+def test_failure_sampling_draws_the_clips_that_fall(body):
+    cfg = TrackingEnvConfig(sim=SimConfig(num_envs=4, seed=3), randomize=RandomizeConfig(enabled=False))
+    e = TrackingEnv(cfg, [build_clip(body, "stand"), build_clip(body, "wave_right")], body)
+    try:
+        e.clip_fail[:] = torch.tensor([0.0, 0.5])
+        np.testing.assert_allclose(e.clip_probabilities(), [0.05 / 0.6, 0.55 / 0.6])
+        e.clip[:] = torch.tensor([0, 0, 1, 1])
+        e._update_clip_failures(torch.tensor([0, 2, 3]), torch.tensor([True, False, True, False]))
+        torch.testing.assert_close(e.clip_fail, torch.tensor([0.05, 0.5 + 0.05 * 0.5 - 0.05 * 0.525]))
+        e.clip_fail[:] = torch.tensor([0.0, 1.0])
+        drawn = torch.cat([e.reset_envs(torch.arange(4)) and e.clip.clone() for _ in range(500)])
+        assert 0.93 < (drawn == 1).float().mean() < 0.98  # p = 1.05 / 1.1 = 0.955, 2000 draws
+        e.cfg = dataclasses.replace(e.cfg, clip_sampling="uniform")
+        np.testing.assert_allclose(e.clip_probabilities(), [0.5, 0.5])
+    finally:
+        e.close()
 
 
 def test_early_termination_on_a_fall(env, body):
@@ -90,6 +127,30 @@ def test_resume_continues_with_the_same_state(tmp_path):
         torch.testing.assert_close(wa, wb, rtol=0, atol=0)
         torch.testing.assert_close(ba, bb, rtol=0, atol=0)
     torch.testing.assert_close(a.mean, b.mean, rtol=0, atol=0)
+
+
+def test_fine_tuning_adds_the_velocity_inputs_without_changing_the_actor(tmp_path):
+    from infra.checkpoint import CheckpointError
+    from s0_locomotion.tracking.train import build_ppo, init_weights, make_env, train_s0
+
+    train_s0(_train_cfg(tmp_path / "old", iterations=1, **{"env.actor_root_vel": "false"}), progress=False)
+    old = S0Policy(tmp_path / "old" / "policy.safetensors")
+    assert not old.actor_root_vel and old.observation_config["actor_root_vel"] is False
+    cfg = _train_cfg(tmp_path / "new", init=tmp_path / "old" / "train.safetensors")
+    env = make_env(cfg)
+    try:
+        alg = build_ppo(env, cfg.ppo)
+        init_weights(cfg.init, alg, env, cfg)
+        obs = env.get_observations()
+        assert obs["policy"].shape[1] == old.obs_dim + 3
+        with torch.inference_mode():
+            torch.testing.assert_close(alg.actor(obs), old.act(obs["policy"][:, :-3]), rtol=1e-5, atol=1e-5)
+    finally:
+        env.close()
+    train_s0(_train_cfg(tmp_path / "new", iterations=1), progress=False)
+    back = _train_cfg(tmp_path / "back", init=tmp_path / "new" / "train.safetensors", **{"env.actor_root_vel": "false"})
+    with pytest.raises(CheckpointError, match="actor_root_vel=True"):
+        train_s0(back, progress=False)
 
 
 def test_policy_file_reproduces_the_trained_actor(tmp_path):
