@@ -107,6 +107,7 @@ class LayerHost:
         self.threads: list[threading.Thread] = []
         self.stop_event = threading.Event()
         self.error: str | None = None
+        self.priority_events: list[dict] = []
 
     def ready(self) -> str:
         import ray
@@ -135,6 +136,7 @@ class LayerHost:
 
     def _run(self, spec, loop: PeriodicLoop, first: float, t_end: float) -> None:
         try:
+            set_thread_nice(spec.name, self.rt.loop_nice.get(spec.name, 0), self.priority_events)
             spec.warmup()
             loop.run(until=t_end, stop_event=self.stop_event, start=first)
         except Exception:  # reported by status(); the driver restarts the actor
@@ -163,7 +165,22 @@ class LayerHost:
                 "trace": {"period_ms": np.round(periods[-TRACE_TICKS:] * 1e3, 3).tolist(),
                           "step_ms": np.round(durations[-TRACE_TICKS:] * 1e3, 3).tolist()}}
         report["error"] = self.error
+        report["priority"] = self.priority_events
         return json.dumps(report)
+
+
+def set_thread_nice(name: str, nice: int, events: list[dict]) -> None:
+    """Give the calling thread the nice value ``nice`` (Linux: a thread's own; 0 = leave it). A refused raise
+    (no CAP_SYS_NICE) leaves the thread at its priority and records why in ``events``."""
+    if nice == 0 or not hasattr(os, "setpriority"):
+        return
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, nice)
+        events.append({"loop": name, "nice": os.getpriority(os.PRIO_PROCESS, tid)})
+    except PermissionError as exc:
+        events.append({"loop": name, "nice": os.getpriority(os.PRIO_PROCESS, tid), "refused": nice})
+        log.warning("%s: nice %d refused (%s): the loop runs at the default priority", name, nice, exc)
 
 
 @dataclass

@@ -106,6 +106,8 @@ def test_killed_actors_are_restarted_and_the_body_keeps_standing(in_repo, tmp_pa
         assert reports[kind]["loops"][kind]["ticks"] > 0, kind
     for other in ("body", "camera", "s0_standby", "s2"):
         assert result["restarts"][other] == 0 and reports[other]["error"] is None, other
+    for kind in ("body", "s0", "s0_standby"):  # the control loops asked for their priority (granted or not)
+        assert [e["loop"] for e in reports[kind]["priority"]] == [kind], reports[kind]["priority"]
 
 
 # ---------------------------------------------------------------------------- nodes without Ray
@@ -297,3 +299,26 @@ def test_joins_a_ray_start_cluster_and_places_layers_by_the_onboard_resource(tmp
     for name, row in summary["layers"].items():
         assert row["restarts"] == 0 and row["ticks"] > 0.5 * 3.0 * NOMINAL_HZ[name], (name, row)
     assert summary["layers"]["body"]["inputs"]["command"]["received"] > 50
+
+
+def test_loop_priorities_apply_to_the_loop_thread_only():
+    import threading
+
+    from systems.runtime.realtime import set_thread_nice
+
+    events: list[dict] = []
+    seen: dict[str, int] = {}
+
+    def loop(name: str, nice: int) -> None:
+        set_thread_nice(name, nice, events)
+        seen[name] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    base = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    for name, nice in (("s2", 7), ("s1", 0)):  # lowering a priority is always permitted
+        thread = threading.Thread(target=loop, args=(name, nice))
+        thread.start()
+        thread.join()
+    assert seen == {"s2": 7, "s1": base} and events == [{"loop": "s2", "nice": 7}]
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == base  # the caller's thread is untouched
+    with pytest.raises(ValueError, match=r"loop_nice.*-20..19.*'s0': -30"):
+        RealtimeConfig(loop_nice={"s0": -30})
