@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from infra.checkpoint import (
+    CheckpointError,
     check_config_matches,
     flatten_state,
     load_checkpoint,
@@ -150,6 +151,16 @@ def _restore(path: str, model: S1Model, goal: GoalEncoder, opt: torch.optim.Opti
     return int(ckpt.meta["step"])
 
 
+def _init_from(ckpt, cfg: TrainS1Config, model: S1Model, goal: GoalEncoder) -> None:
+    """Fine-tuning start: the network and goal encoder of an S1 policy trained with the same model config."""
+    check_config_matches(ckpt.meta["config"], to_dict(cfg), ["model", "task_clock_s"])  # names the mismatch
+    if int(ckpt.meta["goal_dim"]) != goal.goal_dim:
+        raise CheckpointError(f"{cfg.init}: goal encoder for {ckpt.meta['goal_dim']} goal parameters, the data has "
+                              f"{goal.goal_dim}")
+    model.load_state_dict(unflatten_state("model", ckpt.tensors))
+    goal.load_state_dict(unflatten_state("goal", ckpt.tensors))
+
+
 def train_s1(cfg: TrainS1Config, progress: bool = True, tracker=None) -> dict:
     """Train for ``cfg.steps``; checkpoints ``train.safetensors`` (resumable) and ``policy.safetensors``."""
     torch.manual_seed(cfg.seed)
@@ -159,11 +170,13 @@ def train_s1(cfg: TrainS1Config, progress: bool = True, tracker=None) -> dict:
     demos = load_demos(cfg.data, cfg.model.horizon)
     held = load_demos(cfg.eval_data, cfg.model.horizon) if cfg.eval_data else None
     stats = normaliser_stats(demos)
-    if cfg.resume:
-        stats = {k.removeprefix("stats/"): v for k, v in load_checkpoint(cfg.resume, kind=TRAIN_KIND).tensors.items()
-                 if k.startswith("stats/")}
+    if cfg.resume or cfg.init:
+        source = load_checkpoint(cfg.resume or cfg.init, kind=TRAIN_KIND if cfg.resume else POLICY_KIND)
+        stats = {k.removeprefix("stats/"): v for k, v in source.tensors.items() if k.startswith("stats/")}
     model = S1Model(cfg.model)
     goal = GoalEncoder(demos.goal.shape[1], cfg.model.z_dim)
+    if cfg.init:
+        _init_from(source, cfg, model, goal)
     params = list(model.parameters()) + list(goal.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     start = _restore(cfg.resume, model, goal, opt, cfg) if cfg.resume else 0
@@ -179,9 +192,9 @@ def train_s1(cfg: TrainS1Config, progress: bool = True, tracker=None) -> dict:
     t0 = time.perf_counter()
     bar = tqdm(range(start, cfg.steps), desc=f"train s1 ({cfg.model.head})", disable=not progress)
     for step in bar:
-        if cfg.freeze_goal_after and step == cfg.freeze_goal_after:
+        if cfg.freeze_goal_after and step == cfg.freeze_goal_after and not cfg.init:
             save_s1(out / "goal_frozen.safetensors", POLICY_KIND, model, goal, stats, cfg, step)
-        if cfg.freeze_goal_after and step >= cfg.freeze_goal_after:
+        if cfg.init or (cfg.freeze_goal_after and step >= cfg.freeze_goal_after):
             goal.requires_grad_(False)
         lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
         for group in opt.param_groups:

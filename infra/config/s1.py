@@ -121,6 +121,10 @@ class TrainS1Config:
     """checkpoint folder"""
     resume: str = ""
     """a train.safetensors to continue from"""
+    init: str = ""
+    """an S1 policy.safetensors whose network, goal encoder and normalisation statistics start this run (fresh
+    optimiser and schedule): fine-tuning on demonstrations recollected with a new S0. Its goal encoder stays
+    frozen for the whole run, so z, and an S2 distilled from it, stay valid"""
     seed: int = 0
     """torch and sampling seed"""
     eval_episodes: int = 12
@@ -132,6 +136,8 @@ class TrainS1Config:
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
+        if self.init and self.resume:
+            raise ValueError("train s1: give init= (fine-tune) or resume= (continue), not both")
 
 
 @dataclass

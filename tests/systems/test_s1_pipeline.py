@@ -109,3 +109,22 @@ def test_goal_encoder_freezes_for_s2(demos, tmp_path):
     np.testing.assert_array_equal(frozen.encode_goal(goal), final.encode_goal(goal))  # z fixed after step 2
     image, proprio = np.zeros((32, 32, 3), np.uint8), np.zeros(137, np.float32)
     assert not np.allclose(frozen.infer(image, proprio, np.zeros(128)), final.infer(image, proprio, np.zeros(128)))
+
+
+def test_fine_tuning_keeps_the_goal_encoder_and_statistics(demos, tmp_path):
+    root, _ = demos
+    train_s1(_cfg(root, tmp_path / "base", 2, freeze_goal_after=0), progress=False)
+    base_path = tmp_path / "base" / "policy.safetensors"
+    train_s1(_cfg(root, tmp_path / "ft", 3, init=str(base_path)), progress=False)
+    base, tuned = S1Policy(base_path), S1Policy(tmp_path / "ft" / "policy.safetensors")
+    assert tuned.meta["step"] == 3 and not (tmp_path / "ft" / "goal_frozen.safetensors").exists()
+    goal = np.eye(16, dtype=np.float32)[5]
+    np.testing.assert_array_equal(base.encode_goal(goal), tuned.encode_goal(goal))  # S2's target z is unchanged
+    for key in ("proprio_mean", "action_std"):
+        np.testing.assert_array_equal(base.stats[key], tuned.stats[key])
+    image, proprio = np.zeros((32, 32, 3), np.uint8), np.zeros(137, np.float32)
+    assert not np.allclose(base.infer(image, proprio, np.zeros(128)), tuned.infer(image, proprio, np.zeros(128)))
+    wider = TrainS1Config(**{**_cfg(root, tmp_path / "bad", 2).__dict__, "init": str(base_path),
+                             "model": S1ModelConfig(**{**TINY.__dict__, "width": 64})})
+    with pytest.raises(CheckpointError, match="model"):
+        train_s1(wider, progress=False)
