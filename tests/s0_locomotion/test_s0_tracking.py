@@ -54,12 +54,13 @@ def test_reference_state_initialisation_is_exact(env):
     torch.testing.assert_close(obs.root_quat, ref["root_quat"], atol=1e-5, rtol=0)
     torch.testing.assert_close(obs.joint_vel, ref["joint_vel"], atol=1e-4, rtol=0)
     torch.testing.assert_close(obs.body_pos, ref["body_pos"], atol=1e-4, rtol=0)  # FK of the clip = the sim's
-    assert env.get_observations()["policy"].shape == (4, 65 * 3 + 6 + 2 * (65 + 9) + 3)
+    assert env.get_observations()["policy"].shape == (4, 65 * 3 + 6 + 2 * (65 + 9))
 
 
 def test_actor_sees_the_root_velocity_in_its_heading_frame(env):
     from s0_locomotion.tracking.rotations import yaw_of
 
+    env.cfg = dataclasses.replace(env.cfg, actor_root_vel=True)
     clip, frame = torch.tensor([0, 0, 0, 1]), torch.tensor([100, 100, 100, 30])
     env.start(clip, frame)
     yaw = torch.tensor([0.0, math.pi / 2, -2.0, 0.0])
@@ -73,10 +74,13 @@ def test_actor_sees_the_root_velocity_in_its_heading_frame(env):
     vel = env._observe(obs)["policy"][:, -3:]
     torch.testing.assert_close(vel[:3], torch.tensor([[0.8, 0.0, 0.1]] * 3), atol=1e-4, rtol=0)
     assert vel[3].abs().max() < 0.05  # standing still in the wave
+    env.cfg = dataclasses.replace(env.cfg, actor_root_vel=False)
+    assert env._observe(obs)["policy"].shape[1] == 65 * 3 + 6 + 2 * (65 + 9)
 
 
 def test_failure_sampling_draws_the_clips_that_fall(body):
-    cfg = TrackingEnvConfig(sim=SimConfig(num_envs=4, seed=3), randomize=RandomizeConfig(enabled=False))
+    cfg = TrackingEnvConfig(sim=SimConfig(num_envs=4, seed=3), randomize=RandomizeConfig(enabled=False),
+                            clip_sampling="failure")
     e = TrackingEnv(cfg, [build_clip(body, "stand"), build_clip(body, "wave_right")], body)
     try:
         e.clip_fail[:] = torch.tensor([0.0, 0.5])
@@ -136,7 +140,7 @@ def test_fine_tuning_adds_the_velocity_inputs_without_changing_the_actor(tmp_pat
     train_s0(_train_cfg(tmp_path / "old", iterations=1, **{"env.actor_root_vel": "false"}), progress=False)
     old = S0Policy(tmp_path / "old" / "policy.safetensors")
     assert not old.actor_root_vel and old.observation_config["actor_root_vel"] is False
-    cfg = _train_cfg(tmp_path / "new", init=tmp_path / "old" / "train.safetensors")
+    cfg = _train_cfg(tmp_path / "new", init=tmp_path / "old" / "train.safetensors", **{"env.actor_root_vel": "true"})
     env = make_env(cfg)
     try:
         alg = build_ppo(env, cfg.ppo)
@@ -147,7 +151,7 @@ def test_fine_tuning_adds_the_velocity_inputs_without_changing_the_actor(tmp_pat
             torch.testing.assert_close(alg.actor(obs), old.act(obs["policy"][:, :-3]), rtol=1e-5, atol=1e-5)
     finally:
         env.close()
-    train_s0(_train_cfg(tmp_path / "new", iterations=1), progress=False)
+    train_s0(_train_cfg(tmp_path / "new", iterations=1, **{"env.actor_root_vel": "true"}), progress=False)
     back = _train_cfg(tmp_path / "back", init=tmp_path / "new" / "train.safetensors", **{"env.actor_root_vel": "false"})
     with pytest.raises(CheckpointError, match="actor_root_vel=True"):
         train_s0(back, progress=False)
