@@ -220,10 +220,15 @@ def _s0_step_fn(warmup: int):
     return step, float(np.percentile(times, 50) * 1e3)
 
 
-def _loops_main(loop_seconds: float, warmup: int) -> None:
-    """Child process: run the S0 loop at 500 Hz then 1 kHz; print the summaries as one JSON line."""
+def _loops_main(loop_seconds: float, warmup: int, nice: int) -> None:
+    """Child process: run the S0 loop at 500 Hz then 1 kHz at the nice value the real-time runner gives S0;
+    print the summaries as one JSON line."""
+    from systems.runtime.realtime import set_thread_nice
+
+    priority: list[dict] = []
+    set_thread_nice("s0", nice, priority)
     step, step_ms = _s0_step_fn(warmup)
-    out = {"step_ms_p50_warmup": step_ms}
+    out = {"step_ms_p50_warmup": step_ms, "priority": priority}
     for label, hz in (("500hz", 500), ("1khz", 1000)):
         loop = PeriodicLoop(1.0 / hz, f"s0-{label}", step)
         out[label] = loop.run(until=time.monotonic() + loop_seconds)
@@ -232,7 +237,7 @@ def _loops_main(loop_seconds: float, warmup: int) -> None:
 
 def s0_loops(cfg: BenchRuntimeConfig) -> dict:
     """Summaries of the S0 loops at 500 Hz and 1 kHz, measured in a child process."""
-    proc = _spawn("s0-loops", repr(cfg.loop_seconds), str(cfg.warmup), stdin=subprocess.DEVNULL,
+    proc = _spawn("s0-loops", repr(cfg.loop_seconds), str(cfg.warmup), str(cfg.loop_nice), stdin=subprocess.DEVNULL,
                   stdout=subprocess.PIPE)
     try:
         out, _ = proc.communicate(timeout=CHILD_TIMEOUT_S + 2 * cfg.loop_seconds)
@@ -313,7 +318,9 @@ def bench_runtime(cfg: BenchRuntimeConfig) -> dict:
                    f"s0_{label}_rate_hz": round(summary["rate_hz"], 2),
                    f"s0_{label}_step_ms_p99": round(summary["step_ms_p99"], 4),
                    f"s0_{label}_ticks": summary["ticks"], f"s0_{label}_skipped": summary["skipped"]}
-    return result | rtf | {"s0_step_ms_p50": round(loops["step_ms_p50_warmup"], 4), "messages": cfg.messages,
+    applied = loops["priority"][0]["nice"] if loops["priority"] else 0
+    return result | rtf | {"s0_step_ms_p50": round(loops["step_ms_p50_warmup"], 4), "s0_loop_nice": applied,
+                           "messages": cfg.messages,
                      "loop_seconds": cfg.loop_seconds, "cpus": os.cpu_count(), "load_avg_1m_before": load_1m}
 
 
@@ -324,13 +331,13 @@ def bench_runtime_cmd(cfg: BenchRuntimeConfig, as_json: bool) -> int:
 
 
 def _child_main(argv: list[str]) -> None:
-    """Entry of the children: ``publish ADDRESS PERIOD_S`` or ``s0-loops LOOP_SECONDS WARMUP``."""
-    roles = {"publish": lambda a, p: _publisher_main(a, float(p)),
-             "s0-loops": lambda t, w: _loops_main(float(t), int(w))}
-    if len(argv) != 3 or argv[0] not in roles:
-        raise SystemExit(f"usage: python -m systems.bench_runtime {{{'|'.join(roles)}}} ARG ARG "
-                         f"(started by `humanoid bench runtime`), got {argv}")
-    roles[argv[0]](*argv[1:])
+    """Entry of the children: ``publish ADDRESS PERIOD_S`` or ``s0-loops LOOP_SECONDS WARMUP NICE``."""
+    roles = {"publish": (2, lambda a, p: _publisher_main(a, float(p))),
+             "s0-loops": (3, lambda t, w, n: _loops_main(float(t), int(w), int(n)))}
+    if not argv or argv[0] not in roles or len(argv) != 1 + roles[argv[0]][0]:
+        raise SystemExit("usage: python -m systems.bench_runtime publish ADDRESS PERIOD_S | s0-loops LOOP_SECONDS "
+                         f"WARMUP NICE (started by `humanoid bench runtime`), got {argv}")
+    roles[argv[0]][1](*argv[1:])
 
 
 if __name__ == "__main__":

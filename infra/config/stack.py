@@ -93,6 +93,9 @@ class BenchRuntimeConfig:
     """latency samples taken for ZeroMQ and again for Ray (after the warm-up)"""
     loop_seconds: float = 5.0
     """wall-clock seconds each S0 loop runs (once at 500 Hz, once at 1 kHz)"""
+    loop_nice: int = -10
+    """nice value of the S0 loops' thread: the real-time runner's S0 priority (``realtime.loop_nice``); 0 measures
+    them at the default priority"""
     warmup: int = 100
     """messages / Ray calls / S0 steps run first and not measured"""
     rtf_seconds: float = 4.0

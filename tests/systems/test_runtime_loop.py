@@ -117,6 +117,7 @@ def test_bench_runtime_smoke_and_clean_shutdown():
         assert 0.0 <= result[key] <= 1.0, (key, result[key])
     assert result["zmq_rejected"] == 0 and result["s0_500hz_ticks"] > 0 and result["s0_1khz_ticks"] > 0
     assert result["lockstep_physics_hz"] == 500 and result["lockstep_s1_steps"] == 10  # the defaults, as measured
+    assert result["s0_loop_nice"] in (-10, 0)  # S0's priority in the runner, or 0 where raising it is refused
     give_up = time.monotonic() + 20.0  # Ray's processes take a moment to exit after ray.shutdown()
     while (left := descendants(os.getpid()) - before) and time.monotonic() < give_up:
         time.sleep(0.2)
