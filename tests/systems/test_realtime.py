@@ -41,7 +41,9 @@ def test_main_job_in_real_time_ticks_every_layer_at_its_rate_and_shuts_down_clea
     before, socks = descendants(os.getpid()), _sock_dirs()
     code = main(["run", "--instruction", "stop", "--json", "seconds=5", f"out_dir={tmp_path}",
                  f"tracking.uri=sqlite:///{tmp_path}/mlflow.db"])
-    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    captured = capsys.readouterr()
+    assert captured.out.strip(), f"no summary printed (exit code {code}); stderr:\n{captured.err[-4000:]}"
+    summary = json.loads(captured.out.strip().splitlines()[-1])
     assert summary["mode"] == "realtime" and summary["tasks"][0]["family"] == "stop"
     layers = summary["layers"]
     assert set(layers) == set(NOMINAL_HZ)
