@@ -128,3 +128,17 @@ def test_fine_tuning_keeps_the_goal_encoder_and_statistics(demos, tmp_path):
                              "model": S1ModelConfig(**{**TINY.__dict__, "width": 64})})
     with pytest.raises(CheckpointError, match="model"):
         train_s1(wider, progress=False)
+
+
+def test_eval_s1_reports_every_checkpoint_of_one_head(tiny_s1):
+    from infra.config.s1 import EvalS1Config
+    from systems.eval_s1 import evaluate_s1
+
+    cfg = EvalS1Config(stack=STACK, checkpoints=[str(tiny_s1), str(tiny_s1)], eval_data="", episodes=1,
+                       latency_calls=3)
+    out = evaluate_s1(cfg, progress=False)
+    names = sorted(out["heads"])
+    assert len(names) == 2 and names[1] == names[0] + "_2", names  # a fine-tune and its base: two rows
+    for entry in out["heads"].values():
+        assert entry["checkpoint"] == str(tiny_s1) and 0.0 <= entry["success_rate"] <= 1.0
+        assert entry["latency_ms_p99"] >= entry["latency_ms_p50"] > 0
