@@ -4,7 +4,8 @@ For each S1 checkpoint (one per head): ``chunk_error`` (mean squared error in no
 chunks against held-out demonstrations), ``success_rate`` (closed loop in the lockstep runner with the
 trained S0 and S1's privileged goal encoder in S2's place, on held-out layouts and paraphrases, the task
 families in turn), ``latency_ms_p50`` / ``latency_ms_p99`` (image encoding plus one full chunk sample, batch 1,
-one CPU thread).
+one CPU thread), and ``goal_cosine_max`` / ``goal_closest_pair`` (how close the goal encoder puts two task
+families' latent goals).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from s1_policy.policy import S1Policy
 from s1_policy.train import Batcher, chunk_error, load_demos
 from systems.layers import GoalEncoderLayer, S1Layer
 from systems.lockstep import LockstepRunner
-from systems.tasks import FAMILY_NAMES, sample_task, task_rng, task_scene
+from systems.tasks import FAMILY_NAMES, GOAL_DIM, sample_task, task_rng, task_scene
 
 
 def closed_loop(runner: LockstepRunner, policy: S1Policy, cfg: EvalS1Config, progress: bool,
@@ -46,6 +47,20 @@ def closed_loop(runner: LockstepRunner, policy: S1Policy, cfg: EvalS1Config, pro
             "per_family": {f: round(float(np.mean(v)), 3) for f, v in per_family.items()}}
 
 
+def goal_separation(policy: S1Policy) -> dict:
+    """How far apart the goal encoder puts the task families: the largest cosine similarity between the z of two
+    families' goal parameters without a target (their one-hot), and which pair. Near 1, S1 has to tell those
+    families apart from small differences in z (measured: the committed S1 squats when asked to wave right)."""
+    if policy.goal.goal_dim != GOAL_DIM:
+        return {}
+    z = np.stack([policy.encode_goal(g) for g in np.eye(GOAL_DIM, dtype=np.float32)[:len(FAMILY_NAMES)]])
+    z = z / np.linalg.norm(z, axis=1, keepdims=True).clip(min=1e-12)
+    sim = z @ z.T
+    np.fill_diagonal(sim, -np.inf)
+    i, j = np.unravel_index(int(np.argmax(sim)), sim.shape)
+    return {"goal_cosine_max": round(float(sim[i, j]), 3), "goal_closest_pair": f"{FAMILY_NAMES[i]}/{FAMILY_NAMES[j]}"}
+
+
 def evaluate_s1(cfg: EvalS1Config, progress: bool = True, tracker=None) -> dict:
     torch.set_num_threads(1)
     runner = LockstepRunner(cfg.stack)
@@ -58,6 +73,7 @@ def evaluate_s1(cfg: EvalS1Config, progress: bool = True, tracker=None) -> dict:
             while name in heads:  # two checkpoints of one kind (a fine-tune against its base): both are reported
                 name, k = f"{base}_{k}", k + 1
             entry: dict = {"checkpoint": path, "sample_steps": policy.model.head.sample_steps}
+            entry |= goal_separation(policy)
             if cfg.eval_data:
                 held = load_demos(cfg.eval_data, policy.config.horizon)
                 batcher = Batcher(held, policy.stats, policy.task_clock_s)

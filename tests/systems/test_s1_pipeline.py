@@ -142,3 +142,6 @@ def test_eval_s1_reports_every_checkpoint_of_one_head(tiny_s1):
     for entry in out["heads"].values():
         assert entry["checkpoint"] == str(tiny_s1) and 0.0 <= entry["success_rate"] <= 1.0
         assert entry["latency_ms_p99"] >= entry["latency_ms_p50"] > 0
+        assert -1.0 <= entry["goal_cosine_max"] <= 1.0
+        first, second = entry["goal_closest_pair"].split("/")
+        assert first != second and {first, second} <= set(FAMILY_NAMES)
