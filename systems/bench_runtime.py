@@ -320,8 +320,8 @@ def bench_runtime(cfg: BenchRuntimeConfig) -> dict:
                    f"s0_{label}_ticks": summary["ticks"], f"s0_{label}_skipped": summary["skipped"]}
     applied = loops["priority"][0]["nice"] if loops["priority"] else 0
     return result | rtf | {"s0_step_ms_p50": round(loops["step_ms_p50_warmup"], 4), "s0_loop_nice": applied,
-                           "messages": cfg.messages,
-                     "loop_seconds": cfg.loop_seconds, "cpus": os.cpu_count(), "load_avg_1m_before": load_1m}
+                           "messages": cfg.messages, "loop_seconds": cfg.loop_seconds, "cpus": os.cpu_count(),
+                           "load_avg_1m_before": load_1m}
 
 
 def bench_runtime_cmd(cfg: BenchRuntimeConfig, as_json: bool) -> int:

@@ -20,11 +20,13 @@ import numpy as np
 import torch
 
 from infra.chunks import chunk_to_world
+from infra.config import to_dict
+from infra.config.s0 import TrackingEnvConfig
 from infra.messages import MotionChunk
 from s0_locomotion.body import Body
 from s0_locomotion.sim.backend import SimObs
 from s0_locomotion.tracking.env import policy_observation
-from s0_locomotion.tracking.policy import S0Policy
+from s0_locomotion.tracking.policy import S0Policy, observation_config
 from s0_locomotion.tracking.rotations import yaw_of
 
 
@@ -43,8 +45,7 @@ class S0Controller:
                  re_anchor_rad: float = 0.5) -> None:
         self.policy, self.body, self.ctrl_dt = policy, body, ctrl_dt
         self.re_anchor_m, self.re_anchor_rad = re_anchor_m, re_anchor_rad
-        trained = policy.observation_config if policy is not None else \
-            {"future_frames": [1, 5], "action_scale": 0.1, "actor_root_vel": False}
+        trained = policy.observation_config if policy is not None else observation_config(to_dict(TrackingEnvConfig()))
         self.future, self.action_scale = trained["future_frames"], trained["action_scale"]
         self.root_vel = trained["actor_root_vel"]
         self.default_pose = torch.from_numpy(body.default_pose.astype(np.float32))

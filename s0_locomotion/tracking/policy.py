@@ -12,6 +12,14 @@ POLICY_KIND = "s0-policy"
 NORMALIZER_EPS = 1e-2  # rsl-rl's EmpiricalNormalization: (x - mean) / (std + eps)
 
 
+def observation_config(env_config: dict) -> dict:
+    """The TrackingEnvConfig fields that define a policy's observation and action, from a (saved) environment
+    config. Configs from before ``actor_root_vel`` existed had no velocity input."""
+    return {"future_frames": [int(k) for k in env_config["future_frames"]],
+            "action_scale": float(env_config["action_scale"]),
+            "actor_root_vel": bool(env_config.get("actor_root_vel", False))}
+
+
 class S0Policy:
     """Observation (N, obs_dim) -> residual action (N, n_dof); targets = q_ref + action_scale * action.
 
@@ -29,16 +37,11 @@ class S0Policy:
         layers = sorted({int(k.split(".")[1]) for k in t if k.startswith("actor/mlp.") and k.endswith(".weight")})
         self.weights = [(t[f"actor/mlp.{i}.weight"], t[f"actor/mlp.{i}.bias"]) for i in layers]
         self.obs_dim = self.weights[0][0].shape[1]
-        self.action_scale = float(self.meta["config"]["action_scale"])
-        self.actor_root_vel = bool(self.meta["config"].get("actor_root_vel", False))  # older checkpoints: without
+        self.observation_config = observation_config(self.meta["config"])
+        self.action_scale = self.observation_config["action_scale"]
+        self.actor_root_vel = self.observation_config["actor_root_vel"]
         if self.obs_dim != self.meta["obs_dim"]:
             raise ValueError(f"{path}: network input {self.obs_dim} != recorded obs_dim {self.meta['obs_dim']}")
-
-    @property
-    def observation_config(self) -> dict:
-        """The TrackingEnvConfig fields that define this policy's observation and action."""
-        return {"future_frames": [int(k) for k in self.meta["config"]["future_frames"]],
-                "action_scale": self.action_scale, "actor_root_vel": self.actor_root_vel}
 
     def reset(self) -> None:
         """Stateless (the last action is part of the observation)."""

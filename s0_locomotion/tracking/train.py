@@ -36,6 +36,7 @@ from s0_locomotion.motion.library import clip_names
 from s0_locomotion.motion.sources import load_motions
 from s0_locomotion.sim.backend import SimError
 from s0_locomotion.tracking.env import TrackingEnv
+from s0_locomotion.tracking.policy import observation_config
 
 TRAIN_KIND, POLICY_KIND = "s0-train", "s0-policy"
 
@@ -110,7 +111,7 @@ def restore_training(path: str, alg: PPO, env: TrackingEnv, cfg: TrainS0Config) 
     keys = ["env.future_frames", "env.action_scale", "env.actor_root_vel", "env.sim.num_envs", "env.sim.sim_dt",
             "env.sim.ctrl_dt", "env.clips", "ppo.actor_hidden", "ppo.critic_hidden", "ppo.steps_per_env"]
     saved = ckpt.meta["config"]
-    saved["env"].setdefault("actor_root_vel", False)  # runs from before the key had no velocity input
+    saved["env"]["actor_root_vel"] = observation_config(saved["env"])["actor_root_vel"]  # older runs: without
     check_config_matches(saved, to_dict(cfg), keys)  # names every mismatching key
     alg.actor.load_state_dict(unflatten_state("actor", ckpt.tensors))
     alg.critic.load_state_dict(unflatten_state("critic", ckpt.tensors))
@@ -148,7 +149,7 @@ def init_weights(path: str, alg: PPO, env: TrackingEnv, cfg: TrainS0Config) -> N
     if ckpt.meta["body"]["joint_names"] != env.body.joint_names:
         raise CheckpointError(f"{path}: trained for another body ({ckpt.meta['body']['name']})")
     actor, critic = unflatten_state("actor", ckpt.tensors), unflatten_state("critic", ckpt.tensors)
-    had_vel = bool(ckpt.meta["config"]["env"].get("actor_root_vel", False))
+    had_vel = observation_config(ckpt.meta["config"]["env"])["actor_root_vel"]
     if cfg.env.actor_root_vel and not had_vel:  # add the velocity inputs, the function stays the same
         obs = env.get_observations()["policy"]
         at = actor["mlp.0.weight"].shape[1]  # the velocity is the actor's last input, before the critic group
