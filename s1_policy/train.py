@@ -34,7 +34,7 @@ from infra.checkpoint import (
 from infra.config import to_dict
 from infra.config.s1 import TrainS1Config
 from s1_policy.dataset import DemoDataset
-from s1_policy.goal import GoalEncoder
+from s1_policy.goal import GoalEncoder, family_separation_loss
 from s1_policy.model import S1Model
 
 IMAGE_KEY = "observation.images.head"
@@ -53,6 +53,7 @@ class Demos:
     actions: np.ndarray
     episode: np.ndarray  # (N,) episode index of each row
     time: np.ndarray  # (N,) s since the episode's instruction
+    family: np.ndarray  # (N,) task family index from the goal's one-hot entries (names "family.*"), -1 unnamed
 
     def __len__(self) -> int:
         return len(self.proprio)
@@ -68,8 +69,35 @@ def load_demos(root: str | Path, horizon: int) -> Demos:
     if len(images) != n:
         raise ValueError(f"{root}: {len(images)} video frames for {n} rows")
     time = ds.column("frame_index").reshape(-1) / float(ds.info["fps"])
-    return Demos(images, ds.column("observation.state"), ds.column("observation.goal"),
-                 actions.reshape(n, horizon, -1), ds.column("episode_index").reshape(-1), time.astype(np.float32))
+    goal = ds.column("observation.goal")
+    return Demos(images, ds.column("observation.state"), goal, actions.reshape(n, horizon, -1),
+                 ds.column("episode_index").reshape(-1), time.astype(np.float32),
+                 family_labels(goal, ds.info["features"]["observation.goal"].get("names")))
+
+
+def load_all(roots: list[str | Path], horizon: int) -> Demos:
+    """Several datasets (teacher demonstrations and DAgger rounds) as one; episode indices kept distinct."""
+    parts = [load_demos(r, horizon) for r in roots]
+    for root, d in zip(roots[1:], parts[1:]):
+        for name, a, b in (("observation.state", d.proprio, parts[0].proprio), ("observation.goal", d.goal,
+                           parts[0].goal), ("action", d.actions, parts[0].actions), ("images", d.images,
+                           parts[0].images)):
+            if a.shape[1:] != b.shape[1:]:
+                raise ValueError(f"{root}: {name} has shape {a.shape[1:]} per row, {roots[0]} has {b.shape[1:]}")
+    offsets = np.cumsum([0] + [int(d.episode.max()) + 1 for d in parts[:-1]])
+    return Demos(*(np.concatenate([getattr(d, f) for d in parts]) for f in ("images", "proprio", "goal", "actions")),
+                 np.concatenate([d.episode + o for d, o in zip(parts, offsets)]),
+                 np.concatenate([d.time for d in parts]), np.concatenate([d.family for d in parts]))
+
+
+def family_labels(goal: np.ndarray, names: list[str] | None) -> np.ndarray:
+    """(N,) index of each row's task family: the largest of the goal entries named ``family.*``; rows with
+    none set (and datasets without the names) get -1."""
+    cols = [i for i, name in enumerate(names or []) if name.startswith("family.")]
+    if not cols:
+        return np.full(len(goal), -1, dtype=np.int64)
+    onehot = goal[:, cols]
+    return np.where(onehot.max(1) > 0.5, onehot.argmax(1), -1).astype(np.int64)
 
 
 def clock_feature(time: np.ndarray | torch.Tensor, clock_s: float):
@@ -114,6 +142,9 @@ class Batcher:
             proprio = torch.cat([proprio, clock_feature(torch.from_numpy(d.time[idx]), self.clock_s)[:, None]], 1)
         actions = (torch.from_numpy(d.actions[idx]) - s["action_mean"]) / s["action_std"]
         return image, proprio, torch.from_numpy(d.goal[idx]), actions
+
+    def family(self, idx: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(self.d.family[idx])
 
 
 def chunk_error(model: S1Model, goal: GoalEncoder, batcher: Batcher, n: int = 512, seed: int = 0) -> float:
@@ -167,7 +198,7 @@ def train_s1(cfg: TrainS1Config, progress: bool = True, tracker=None) -> dict:
     torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    demos = load_demos(cfg.data, cfg.model.horizon)
+    demos = load_all([cfg.data, *cfg.more_data], cfg.model.horizon)
     held = load_demos(cfg.eval_data, cfg.model.horizon) if cfg.eval_data else None
     stats = normaliser_stats(demos)
     if cfg.resume or cfg.init:
@@ -184,6 +215,9 @@ def train_s1(cfg: TrainS1Config, progress: bool = True, tracker=None) -> dict:
     if cfg.model.proprio_dim != want:
         raise ValueError(f"train s1: model.proprio_dim is {cfg.model.proprio_dim}, the data gives {want} "
                          f"({demos.proprio.shape[1]} proprio{' + task clock' if cfg.task_clock_s > 0 else ''})")
+    if cfg.goal_separation > 0 and not (demos.family >= 0).any():
+        raise ValueError(f"train s1: goal_separation={cfg.goal_separation} needs task families, and {cfg.data}'s "
+                         "observation.goal has no entries named family.* (set goal_separation=0)")
     batcher = Batcher(demos, stats, cfg.task_clock_s)
     held_batcher = Batcher(held, stats, cfg.task_clock_s) if held is not None else None
     rng = np.random.default_rng(cfg.seed + start)
@@ -194,14 +228,22 @@ def train_s1(cfg: TrainS1Config, progress: bool = True, tracker=None) -> dict:
     for step in bar:
         if cfg.freeze_goal_after and step == cfg.freeze_goal_after and not cfg.init:
             save_s1(out / "goal_frozen.safetensors", POLICY_KIND, model, goal, stats, cfg, step)
-        if cfg.init or (cfg.freeze_goal_after and step >= cfg.freeze_goal_after):
-            goal.requires_grad_(False)
+        goal_trains = not (cfg.init or (cfg.freeze_goal_after and step >= cfg.freeze_goal_after))
+        goal.requires_grad_(goal_trains)
         lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
         for group in opt.param_groups:
             group["lr"] = lr
-        image, proprio, g, actions = batcher.get(rng.integers(0, len(demos), cfg.batch_size))
+        idx = rng.integers(0, len(demos), cfg.batch_size)
+        image, proprio, g, actions = batcher.get(idx)
         proprio = proprio + cfg.proprio_noise * torch.randn(proprio.shape, generator=gen)
-        loss, logs = model.loss(random_shift(image, cfg.shift_px, gen), proprio, goal(g), actions)
+        z = goal(g)
+        loss, logs = model.loss(random_shift(image, cfg.shift_px, gen), proprio, z, actions)
+        if goal_trains and cfg.goal_separation > 0:
+            family = batcher.family(idx)
+            known = family >= 0
+            separation = family_separation_loss(z[known], family[known], cfg.goal_margin)
+            loss = loss + cfg.goal_separation * separation
+            logs["loss/goal_separation"] = float(separation.detach())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -214,7 +256,7 @@ def train_s1(cfg: TrainS1Config, progress: bool = True, tracker=None) -> dict:
                 metrics["eval/chunk_error"] = chunk_error(model, goal, held_batcher)
             if tracker is not None:
                 tracker.log_metrics(metrics, step=step + 1)
-            bar.set_postfix(loss=f"{float(loss):.4f}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
         if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
             save_s1(out / "train.safetensors", TRAIN_KIND, model, goal, stats, cfg, step + 1, optimizer=opt)
             save_s1(out / "policy.safetensors", POLICY_KIND, model, goal, stats, cfg, step + 1)

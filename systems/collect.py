@@ -6,10 +6,14 @@ proprioception, the privileged goal parameters, the robot's planar pose and the 
 in which the body falls keep only what came before the last ``FALL_MARGIN_S`` before the fall (the teacher's
 reference was right; S0 failed to track it, and the seconds before a fall teach S1 nothing it should do);
 what is left is dropped when shorter than ``MIN_EPISODE_S``.
+
+With ``policy=`` an S1 checkpoint drives instead and the teacher labels the states it visits (DAgger,
+:class:`systems.teacher.DaggerLayer`); ``humanoid train s1 more_data=[...]`` trains on both datasets.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -21,7 +25,7 @@ from s1_policy.dataset import DatasetWriter, Feature
 from s1_policy.features import action_dim, chunk_to_array, proprio_dim
 from systems.lockstep import LockstepRunner, Tick
 from systems.tasks import FAMILY_NAMES, GOAL_DIM, sample_task, task_rng, task_scene
-from systems.teacher import GoalParamsLayer, TeacherLayer
+from systems.teacher import DaggerLayer, GoalParamsLayer, TeacherLayer
 
 IMAGE_KEY = "observation.images.head"
 FALL_MARGIN_S = 1.5
@@ -45,6 +49,14 @@ def collect(cfg: CollectConfig, progress: bool = True, tracker=None) -> dict:
     runner = LockstepRunner(cfg.stack)
     body = runner.body
     teacher, goal = TeacherLayer(body, cfg.stack.rates.horizon, runner.backend.ctrl_dt), GoalParamsLayer()
+    driver = teacher
+    if cfg.policy:
+        from s1_policy.policy import S1Policy
+        from systems.layers import S1Layer
+
+        policy = S1Policy(cfg.policy)
+        driver = DaggerLayer(S1Layer(policy, body.n_dof, runner.backend.ctrl_dt), policy.encode_goal, teacher,
+                             cfg.beta, cfg.seed)
     fps = 1.0 / cfg.stack.rates.s1_period_s
     feats = demo_features(body.n_dof, cfg.stack.rates.horizon, cfg.stack.image_size)
     stats = {"episodes": 0, "truncated_fell": 0, "dropped_fell": 0, "frames": 0, "teacher_success": 0}
@@ -56,8 +68,10 @@ def collect(cfg: CollectConfig, progress: bool = True, tracker=None) -> dict:
             for i in bar:
                 task = sample_task(task_rng(cfg.seed + i, cfg.split), task_scene(cfg.stack.scene), cfg.split,
                                    cfg.families or None)
-                rows: list[Tick] = []
-                result = runner.run(task, teacher, goal, record=rows.append)
+                ticks: list[Tick] = []
+                result = runner.run(task, driver, goal, record=ticks.append)
+                rows = ticks if driver is teacher else [dataclasses.replace(t, chunk=c)  # the teacher's label
+                                                              for t, c in zip(ticks, driver.labels, strict=True)]
                 per_family.setdefault(task.family, []).append(result.success)
                 if result.fell:
                     rows = [r for r in rows if r.time < result.duration_s - FALL_MARGIN_S]
@@ -83,6 +97,7 @@ def collect(cfg: CollectConfig, progress: bool = True, tracker=None) -> dict:
     finally:
         runner.close()
     stats["wall_s"] = round(time.perf_counter() - t0, 1)
+    stats["driver"] = cfg.policy or "teacher"  # the success counts are the driver's
     stats["teacher_success_by_family"] = {f: round(float(np.mean(v)), 3) for f, v in sorted(per_family.items())}
     stats["out"] = str(Path(root))
     return stats

@@ -53,6 +53,17 @@ def _point(body: Body, kin: Kinematics, side: str) -> MotionClip:
     return _standing_clip(body, f"point_{side}", keyposes(body, [(0.0, {}), (1.0, arm), (4.0, arm)]), kin)
 
 
+def _arms_up(body: Body, kin: Kinematics, seconds: float) -> MotionClip:
+    """Both arms up in 1.2 s (shoulders at -2.4 rad, the hands about 0.28 m above the head) and held for the
+    rest of ``seconds``. The library's arms_up clip (-2.9 rad, lowered again after 1 s) is beyond the trained
+    S0: it fell in 3 of 4 episodes of ``eval s0 env.clips=[arms_up]``, and as the teacher's plan it fell on
+    every collection episode (held at -2.9 rad too, at about 3.5 s), so no arms_up demonstration survived the
+    cut before a fall. Held at -2.4 rad, four held-out layouts stood for the whole 5 s."""
+    up = {f"{side}_{joint}": angle for side in ("left", "right")
+          for joint, angle in (("shoulder_pitch", -2.4), ("elbow", -0.1))}
+    return _standing_clip(body, "arms_up", keyposes(body, [(0.0, {}), (1.2, up), (seconds, up)]), kin)
+
+
 def _stand(body: Body, kin: Kinematics, seconds: float) -> MotionClip:
     return _standing_clip(body, "stand", keyposes(body, [(0.0, {}), (seconds, {})], hold=0.0), kin)
 
@@ -92,7 +103,9 @@ class ScriptedTeacher:
             parts.append(_turn(body, kin, np.pi / 2 * (1 if f == "turn_left" else -1)))
         elif f in ("walk_forward", "walk_backward"):
             parts.append(_walk(body, kin, 1.5 if f == "walk_forward" else -1.3))
-        elif f in ("wave_left", "wave_right", "squat", "arms_up"):
+        elif f == "arms_up":
+            parts.append(_arms_up(body, kin, task.time_limit_s))
+        elif f in ("wave_left", "wave_right", "squat"):
             parts.append(build_clip(body, f, kin))
         parts.append(_stand(body, kin, 1.0 if f != "stop" else task.time_limit_s))
         return concat(body, parts, blend=0.3, name=f"teacher:{f}", kinematics=kin) if len(parts) > 1 else parts[0]
@@ -140,3 +153,35 @@ class GoalParamsLayer(GoalLayer):
         task = privileged.task
         obj = privileged.objects.get(task.target) if task.target else None
         return goal_params(task, obj, privileged.root_xy, privileged.root_yaw)
+
+
+class DaggerLayer(ChunkLayer):
+    """DAgger's collection layer (Ross et al., 2011): a student S1 drives, the teacher labels.
+
+    Each tick it asks both for a chunk from the same state, executes the student's (or, with probability
+    ``beta``, the teacher's) and keeps the teacher's, one per tick of the episode, in ``labels``. ``z`` is the
+    privileged goal parameters (``GoalParamsLayer``): the student's goal encoder turns them into its latent
+    goal. Behaviour cloning alone trains S1 only on the states the teacher visits. Measured on an S1 trained
+    that way: its chunk was right given the teacher's proprioception and wrong given its own a few ticks
+    later (a wave turned into a squat). DAgger's labels on the student's own states correct that compounding.
+    """
+
+    def __init__(self, student: ChunkLayer, encode_goal, teacher: TeacherLayer, beta: float = 0.0,
+                 seed: int = 0) -> None:
+        self.student, self.encode_goal, self.teacher, self.beta = student, encode_goal, teacher, beta
+        self.rng = np.random.default_rng(seed)
+        self.labels: list[MotionChunk] = []
+        self.z: tuple[np.ndarray, np.ndarray] | None = None
+
+    def reset(self, task: Task, privileged: Privileged) -> None:
+        self.student.reset(task, privileged)
+        self.teacher.reset(task, privileged)
+        self.labels, self.z = [], None
+
+    def chunk(self, now: float, image: np.ndarray, proprio: np.ndarray, z: np.ndarray,
+              privileged: Privileged) -> MotionChunk:
+        self.labels.append(self.teacher.chunk(now, image, proprio, z, privileged))
+        if self.z is None or not np.array_equal(self.z[0], z):  # the goal changes at S2's rate, not every tick
+            self.z = (z.copy(), self.encode_goal(z))
+        own = self.student.chunk(now, image, proprio, self.z[1], privileged)
+        return self.labels[-1] if self.rng.random() < self.beta else own

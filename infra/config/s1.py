@@ -86,6 +86,8 @@ class TrainS1Config:
     model: S1ModelConfig = field(default_factory=S1ModelConfig)
     data: str = "data/demos"
     """demonstration dataset (LeRobot v3 layout, from ``humanoid collect``)"""
+    more_data: list[str] = field(default_factory=list)
+    """further datasets trained on together with ``data`` (DAgger rounds: ``humanoid collect policy=...``)"""
     eval_data: str = "data/demos_eval"
     """held-out demonstrations (``humanoid collect split=eval``) for the chunk error; "" = none"""
     steps: int = 4000
@@ -103,6 +105,12 @@ class TrainS1Config:
     freeze_goal_after: int = 1500
     """freeze the goal encoder after this many steps (0 = never) and save ``goal_frozen.safetensors`` then: S2
     can distil that z while S1 keeps training, because z no longer changes"""
+    goal_separation: float = 1.0
+    """weight of the goal encoder's family-separation term (a squared hinge on the cosine of z between task
+    families, while the encoder trains; 0 = behaviour cloning alone). Without it the gesture families' z
+    were almost parallel (cosine up to 0.91) and S1 mixed them up"""
+    goal_margin: float = 0.3
+    """cosine similarity between two families' z above which the separation term pushes them apart"""
     task_clock_s: float = 8.0
     """> 0: S1 also gets the time since the instruction, min(t, task_clock_s) / task_clock_s, after the
     proprioception (model.proprio_dim = 2 n_dof + 8). Measured without it: from a standing start every

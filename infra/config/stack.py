@@ -76,6 +76,12 @@ class CollectConfig:
     """train (training paraphrases and layouts) or eval (held-out ones)"""
     families: list[str] = field(default_factory=list)
     """task families to draw from; [] = all"""
+    policy: str = ""
+    """an S1 policy checkpoint: DAgger collection. The policy drives the body (its goal encoder reading the
+    privileged goal) and the teacher labels every state it visits with the chunk it would have sent then;
+    "" = the teacher drives (plain demonstrations)"""
+    beta: float = 0.0
+    """DAgger's mixing: the probability that an S1 tick executes the teacher's chunk instead of the policy's"""
     tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="collect"))
 
     def __post_init__(self) -> None:
@@ -83,6 +89,8 @@ class CollectConfig:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
         if self.split not in ("train", "eval"):
             raise ValueError(f"split must be train or eval, got {self.split!r}")
+        if not 0.0 <= self.beta <= 1.0:
+            raise ValueError(f"beta must be in [0, 1], got {self.beta}")
 
 
 @dataclass

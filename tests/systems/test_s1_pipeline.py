@@ -145,3 +145,29 @@ def test_eval_s1_reports_every_checkpoint_of_one_head(tiny_s1):
         assert -1.0 <= entry["goal_cosine_max"] <= 1.0
         first, second = entry["goal_closest_pair"].split("/")
         assert first != second and {first, second} <= set(FAMILY_NAMES)
+
+
+def test_dagger_collection_labels_the_students_states_with_the_teachers_chunks(demos, tiny_s1, tmp_path):
+    """A (barely trained) S1 drives; every recorded action is the teacher's chunk for that tick, the states are
+    the student's own. wave_right's plan depends only on time, so the labels equal the teacher's own run's."""
+    from infra.config.stack import CollectConfig
+    from s1_policy.train import load_all, load_demos
+    from systems.collect import collect
+
+    teacher_root, _ = demos
+    out = tmp_path / "dagger"
+    stats = collect(CollectConfig(stack=STACK, episodes=1, out=str(out), families=["wave_right"],
+                                  policy=str(tiny_s1)), progress=False)
+    assert stats["driver"] == str(tiny_s1) and stats["episodes"] == 1
+    mine, teacher = DemoDataset(out), DemoDataset(teacher_root)
+    n = min(len(mine), len(teacher))
+    assert n >= 50
+    np.testing.assert_allclose(mine.column("action")[:n], teacher.column("action")[:n], atol=1e-5)
+    moved = np.abs(mine.column("observation.state")[:n] - teacher.column("observation.state")[:n]).max()
+    assert moved > 0.1  # the student's states, not the teacher's
+    both = load_all([teacher_root, out], TINY.horizon)
+    assert len(both) == len(mine) + len(teacher)
+    assert len(np.unique(both.episode)) == 2 and (both.family == FAMILY_NAMES.index("wave_right")).all()
+    assert len(load_demos(out, TINY.horizon)) == len(mine)
+    train_s1(_cfg(teacher_root, tmp_path / "s1", 2, more_data=[str(out)]), progress=False)
+    assert S1Policy(tmp_path / "s1" / "policy.safetensors").meta["step"] == 2
