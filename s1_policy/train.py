@@ -90,6 +90,16 @@ def load_all(roots: list[str | Path], horizon: int) -> Demos:
                  np.concatenate([d.time for d in parts]), np.concatenate([d.family for d in parts]))
 
 
+def early_sampling(time: np.ndarray, early_s: float, weight: float) -> np.ndarray | None:
+    """Row probabilities that draw rows from the first ``early_s`` s of an episode ``weight`` times as often
+    (None: uniform). From the standing start the body's state says nothing about the task, so only z (and the
+    task clock) can tell S1 what to do there, and those rows are about 1 % of a dataset of 6 s episodes."""
+    if early_s <= 0 or weight == 1.0:
+        return None
+    w = np.where(time < early_s, weight, 1.0)
+    return w / w.sum()
+
+
 def family_labels(goal: np.ndarray, names: list[str] | None) -> np.ndarray:
     """(N,) index of each row's task family: the largest of the goal entries named ``family.*``; rows with
     none set (and datasets without the names) get -1."""
@@ -219,6 +229,7 @@ def train_s1(cfg: TrainS1Config, progress: bool = True, tracker=None) -> dict:
         raise ValueError(f"train s1: goal_separation={cfg.goal_separation} needs task families, and {cfg.data}'s "
                          "observation.goal has no entries named family.* (set goal_separation=0)")
     batcher = Batcher(demos, stats, cfg.task_clock_s)
+    row_p = early_sampling(demos.time, cfg.early_s, cfg.early_weight)
     held_batcher = Batcher(held, stats, cfg.task_clock_s) if held is not None else None
     rng = np.random.default_rng(cfg.seed + start)
     gen = torch.Generator().manual_seed(cfg.seed + start)
@@ -233,7 +244,8 @@ def train_s1(cfg: TrainS1Config, progress: bool = True, tracker=None) -> dict:
         lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
         for group in opt.param_groups:
             group["lr"] = lr
-        idx = rng.integers(0, len(demos), cfg.batch_size)
+        idx = rng.choice(len(demos), cfg.batch_size, p=row_p) if row_p is not None else \
+            rng.integers(0, len(demos), cfg.batch_size)
         image, proprio, g, actions = batcher.get(idx)
         proprio = proprio + cfg.proprio_noise * torch.randn(proprio.shape, generator=gen)
         z = goal(g)

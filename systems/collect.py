@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from infra.config.stack import CollectConfig
@@ -54,6 +55,7 @@ def collect(cfg: CollectConfig, progress: bool = True, tracker=None) -> dict:
         from s1_policy.policy import S1Policy
         from systems.layers import S1Layer
 
+        torch.set_num_threads(1)  # one S1 chunk per tick, batch 1: more threads only contend with the simulation
         policy = S1Policy(cfg.policy)
         driver = DaggerLayer(S1Layer(policy, body.n_dof, runner.backend.ctrl_dt), policy.encode_goal, teacher,
                              cfg.beta, cfg.seed)

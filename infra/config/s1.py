@@ -111,6 +111,11 @@ class TrainS1Config:
     were almost parallel (cosine up to 0.91) and S1 mixed them up"""
     goal_margin: float = 0.3
     """cosine similarity between two families' z above which the separation term pushes them apart"""
+    early_s: float = 0.0
+    """with ``early_weight``: rows from the first ``early_s`` s of each episode are drawn ``early_weight`` times
+    as often (0 = uniform sampling)"""
+    early_weight: float = 1.0
+    """sampling weight of the early rows; from a standing start only z tells the families apart"""
     task_clock_s: float = 8.0
     """> 0: S1 also gets the time since the instruction, min(t, task_clock_s) / task_clock_s, after the
     proprioception (model.proprio_dim = 2 n_dof + 8). Measured without it: from a standing start every

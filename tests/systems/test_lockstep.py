@@ -63,6 +63,15 @@ def test_teacher_with_trained_s0_succeeds(runner, family):
     assert result.success and not result.fell, result
 
 
+def test_teacher_demonstration_of_arms_up_stands_to_the_time_limit(runner):
+    """Collection records whole episodes (no stop at success) and cuts falls; with the library's -2.9 rad
+    clip the body fell at about 3.5 s in every episode, and no arms_up demonstration survived the cut."""
+    task = _task("arms_up")
+    result = runner.run(task, TeacherLayer(runner.body), GoalParamsLayer(), record=lambda tick: None)
+    assert result.success and not result.fell
+    assert result.duration_s == pytest.approx(task.time_limit_s, abs=0.05)
+
+
 def test_records_what_s1_will_see(runner):
     ticks = []
     runner.run(_task("point_at"), TeacherLayer(runner.body), GoalParamsLayer(), record=ticks.append, max_seconds=0.2)
