@@ -143,11 +143,17 @@ class Context:
     """What one chunk's sampling reuses, computed once by ``S1Model.encode``.
 
     prefix: (B, L, d) prefix tokens (visual, proprio, z). kv: one (k, v) pair per expert layer, each
-    (B, heads, L, d/heads): the cross-attention keys and values of the prefix.
+    (B, heads, L, d/heads): the cross-attention keys and values of the prefix. cond: optional (B, d) vector
+    added to every action token.
     """
 
     prefix: Tensor
     kv: list[tuple[Tensor, Tensor]]
+    cond: Tensor | None = None  # (B, d) added to every action token (``S1ModelConfig.goal_to_actions``)
+
+    def condition(self, tokens: Tensor) -> Tensor:
+        """Action tokens (B, T, d) plus the per-sample conditioning, if any."""
+        return tokens if self.cond is None else tokens + self.cond[:, None]
 
     @property
     def batch(self) -> int:
@@ -330,7 +336,7 @@ class _DenoiserHead(ActionHead):
 
     def predict(self, x: Tensor, t: Tensor | None, ctx: Context, mods: list[Tensor] | None = None) -> Tensor:
         """x (B, H, A), t (B,) in [0, 1] (or its precomputed modulations) -> (B, H, A)."""
-        return self.out_proj(self.expert(self.in_proj(x), ctx.kv, t, mods))
+        return self.out_proj(self.expert(ctx.condition(self.in_proj(x)), ctx.kv, t, mods))
 
     def step_modulations(self, times: list[float], batch: int, device) -> list[list[Tensor]]:
         """The expert's adaLN parameters of every sampling step, in one batched call: [step][layer] (B, ·)."""
@@ -444,7 +450,7 @@ class TokenHead(ActionHead):
 
     def logits(self, ctx: Context, inputs: Tensor) -> Tensor:
         """inputs (B, T, d) -> logits (B, T, A, K), causal over T."""
-        o = self.out_proj(self.expert(inputs, ctx.kv))  # (B, T, A·e)
+        o = self.out_proj(self.expert(ctx.condition(inputs), ctx.kv))  # (B, T, A·e)
         o = o.unflatten(-1, (self.action_dim, self.embed_dim))  # (B, T, A, e)
         return o @ self.bin_embed.T + self.bin_bias  # (B, T, A, K)
 

@@ -5,6 +5,7 @@ Layout (π0-style, sized for CPU latency)::
     image (B,3,H,W) uint8 ─ ImageEncoder ─▶ grid² pooled tokens + 1 keypoint token ┐
     proprio (B,P) ─ MLP ─▶ 1 token                                                   ├▶ prefix (B, L, d) ─▶ K/V cache
     z (B,D) ─ MLP ─▶ 1 token                                                         ┘        (Context, once per chunk)
+    z (B,D) ─ MLP ─▶ added to every action token (``goal_to_actions``, optional)
     Context ─▶ ActionHead (flow | diffusion | tokens, see ``heads``) ─▶ chunk (B, H, A) normalised
 
 The prefix and its cross-attention K/V are computed once per chunk by :meth:`S1Model.encode`; the heads' iterative
@@ -94,6 +95,7 @@ class S1Model(nn.Module):
         self.image_encoder = ImageEncoder(cfg.cnn_channels, cfg.width, cfg.visual_grid, cfg.keypoints)
         self.proprio_token = _mlp(cfg.proprio_dim, cfg.width)
         self.z_token = _mlp(cfg.z_dim, cfg.width)
+        self.z_actions = _mlp(cfg.z_dim, cfg.width) if cfg.goal_to_actions else None
         n_prefix = self.image_encoder.num_tokens + 2
         self.prefix_pos = nn.Parameter(0.02 * torch.randn(n_prefix, cfg.width))  # (L, d): token type + position
         self.prefix_blocks = nn.ModuleList(
@@ -121,7 +123,8 @@ class S1Model(nn.Module):
                             self.z_token(z.float())[:, None]], dim=1) + self.prefix_pos  # (B, L, d)
         for block in self.prefix_blocks:
             prefix = block(prefix)
-        return Context(prefix=prefix, kv=self.head.cache_kv(prefix))
+        cond = self.z_actions(z.float()) if self.z_actions is not None else None
+        return Context(prefix=prefix, kv=self.head.cache_kv(prefix), cond=cond)
 
     def loss(self, image: Tensor, proprio: Tensor, z: Tensor, actions: Tensor) -> tuple[Tensor, dict[str, float]]:
         """Training loss on normalised chunks actions (B, H, A) -> (scalar, metrics named ``loss/...``)."""

@@ -202,6 +202,15 @@ def _init_from(ckpt, cfg: TrainS1Config, model: S1Model, goal: GoalEncoder) -> N
     goal.load_state_dict(unflatten_state("goal", ckpt.tensors))
 
 
+def _goal_from(path: str, goal: GoalEncoder, z_dim: int) -> None:
+    """Take over the goal encoder of an S1 policy (``goal_from``): same goal parameters and z size."""
+    ckpt = load_checkpoint(path, kind=POLICY_KIND)
+    if int(ckpt.meta["goal_dim"]) != goal.goal_dim or int(ckpt.meta["model"]["z_dim"]) != z_dim:
+        raise CheckpointError(f"{path}: goal encoder for {ckpt.meta['goal_dim']} goal parameters -> z of "
+                              f"{ckpt.meta['model']['z_dim']}, this run needs {goal.goal_dim} -> {z_dim}")
+    goal.load_state_dict(unflatten_state("goal", ckpt.tensors))
+
+
 def train_s1(cfg: TrainS1Config, progress: bool = True, tracker=None) -> dict:
     """Train for ``cfg.steps``; checkpoints ``train.safetensors`` (resumable) and ``policy.safetensors``."""
     torch.manual_seed(cfg.seed)
@@ -218,6 +227,8 @@ def train_s1(cfg: TrainS1Config, progress: bool = True, tracker=None) -> dict:
     goal = GoalEncoder(demos.goal.shape[1], cfg.model.z_dim)
     if cfg.init:
         _init_from(source, cfg, model, goal)
+    if cfg.goal_from:
+        _goal_from(cfg.goal_from, goal, cfg.model.z_dim)
     params = list(model.parameters()) + list(goal.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     start = _restore(cfg.resume, model, goal, opt, cfg) if cfg.resume else 0
@@ -237,9 +248,9 @@ def train_s1(cfg: TrainS1Config, progress: bool = True, tracker=None) -> dict:
     t0 = time.perf_counter()
     bar = tqdm(range(start, cfg.steps), desc=f"train s1 ({cfg.model.head})", disable=not progress)
     for step in bar:
-        if cfg.freeze_goal_after and step == cfg.freeze_goal_after and not cfg.init:
+        if cfg.freeze_goal_after and step == cfg.freeze_goal_after and not (cfg.init or cfg.goal_from):
             save_s1(out / "goal_frozen.safetensors", POLICY_KIND, model, goal, stats, cfg, step)
-        goal_trains = not (cfg.init or (cfg.freeze_goal_after and step >= cfg.freeze_goal_after))
+        goal_trains = not (cfg.init or cfg.goal_from or (cfg.freeze_goal_after and step >= cfg.freeze_goal_after))
         goal.requires_grad_(goal_trains)
         lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
         for group in opt.param_groups:

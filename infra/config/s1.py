@@ -35,6 +35,9 @@ class S1ModelConfig:
     per-step matmul time at batch 1, where the 10-step sample must stay under 20 ms on one thread)"""
     prefix_layers: int = 1
     """pre-LN transformer layers mixing the prefix tokens (run once per chunk)"""
+    goal_to_actions: bool = False
+    """also add an embedding of z to every action token (not only z's prefix token, which the action expert
+    reaches through cross-attention alone). Off in checkpoints trained before it existed"""
     cnn_channels: list[int] = field(default_factory=lambda: [32, 64, 128, 128])
     """output channels of the image encoder's stride-2 conv blocks"""
     visual_grid: int = 3
@@ -130,6 +133,9 @@ class TrainS1Config:
     """steps between held-out chunk errors"""
     save_every: int = 500
     """steps between checkpoints"""
+    goal_from: str = ""
+    """an S1 policy whose goal encoder this run takes over, frozen from the first step: S2 distilled from it
+    stays valid while S1's network (even its architecture) changes; "" = train a goal encoder"""
     out: str = "runs/s1"
     """checkpoint folder"""
     resume: str = ""

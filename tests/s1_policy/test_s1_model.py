@@ -58,6 +58,23 @@ def test_default_config_shapes_and_finite(head):
     assert len(ctx.kv) == cfg.layers and ctx.kv[0][0].shape == (2, cfg.heads, ctx.prefix.shape[1], 32)
     chunk = model.sample(ctx)
     assert chunk.shape == (2, cfg.horizon, cfg.action_dim) and torch.isfinite(chunk).all()
+    assert ctx.cond is None
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_goal_to_actions_conditions_every_action_token(head):
+    torch.manual_seed(0)
+    cfg = tiny_config(head, goal_to_actions=True)
+    model = S1Model(cfg)
+    image, proprio, z = fake_inputs(cfg, batch=2, generator=torch.Generator().manual_seed(0))
+    ctx = model.encode(image, proprio, z)
+    assert ctx.cond.shape == (2, cfg.width)
+    tokens = torch.randn(2, cfg.horizon, cfg.width)
+    torch.testing.assert_close(ctx.condition(tokens) - tokens, ctx.cond[:, None].expand_as(tokens))
+    loss, _ = model.loss(image, proprio, z, torch.randn(2, cfg.horizon, cfg.action_dim))
+    loss.backward()
+    assert model.z_actions[0].weight.grad.abs().sum() > 0  # the path is trained
+    assert model.sample(ctx, generator=torch.Generator().manual_seed(0)).shape == (2, cfg.horizon, cfg.action_dim)
 
 
 def test_any_image_size_and_clear_errors():

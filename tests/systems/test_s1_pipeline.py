@@ -171,3 +171,27 @@ def test_dagger_collection_labels_the_students_states_with_the_teachers_chunks(d
     assert len(load_demos(out, TINY.horizon)) == len(mine)
     train_s1(_cfg(teacher_root, tmp_path / "s1", 2, more_data=[str(out)]), progress=False)
     assert S1Policy(tmp_path / "s1" / "policy.safetensors").meta["step"] == 2
+
+
+def test_goal_from_keeps_another_policys_goal_encoder_across_architectures(demos, tiny_s1, tmp_path):
+    """S1 with z added to every action token, trained with the tiny policy's goal encoder: the encoder (and
+    so S2's distillation target) is the source's, bit for bit; a z size that does not match is refused."""
+    root, _ = demos
+    model = S1ModelConfig(**{**TINY.__dict__, "goal_to_actions": True})
+    train_s1(TrainS1Config(**{**_cfg(root, tmp_path / "z", 2, goal_from=str(tiny_s1)).__dict__, "model": model}),
+             progress=False)
+    source, tuned = S1Policy(tiny_s1), S1Policy(tmp_path / "z" / "policy.safetensors")
+    assert tuned.config.goal_to_actions and tuned.model.z_actions is not None and source.model.z_actions is None
+    assert not (tmp_path / "z" / "goal_frozen.safetensors").exists()
+    goal = np.eye(16, dtype=np.float32)[7]
+    np.testing.assert_array_equal(source.encode_goal(goal), tuned.encode_goal(goal))
+    image, proprio = np.zeros((32, 32, 3), np.uint8), np.zeros(137, np.float32)
+    z1, z2 = tuned.encode_goal(np.eye(16, dtype=np.float32)[0]), tuned.encode_goal(goal)
+    tuned.reset()
+    a = tuned.infer(image, proprio, z1)
+    tuned.reset()
+    assert not np.allclose(a, tuned.infer(image, proprio, z2))  # z reaches the chunk
+    small = S1ModelConfig(**{**TINY.__dict__, "z_dim": 64})
+    with pytest.raises(CheckpointError, match="z of 128"):
+        train_s1(TrainS1Config(**{**_cfg(root, tmp_path / "bad", 2, goal_from=str(tiny_s1)).__dict__,
+                                  "model": small}), progress=False)
