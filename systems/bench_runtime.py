@@ -267,7 +267,7 @@ def lockstep_rtf(cfg: BenchRuntimeConfig) -> dict:
     from s2_vlm.policy import S2Policy
     from systems.layers import S1Layer
     from systems.lockstep import LockstepRunner
-    from systems.s2_layer import S2Layer, stop_z
+    from systems.s2_layer import layer_for_stack
     from systems.tasks import sample_task, task_for, task_rng, task_scene
 
     torch.set_num_threads(1)
@@ -278,7 +278,7 @@ def lockstep_rtf(cfg: BenchRuntimeConfig) -> dict:
     out = {"lockstep_physics_hz": round(1.0 / stack.sim.sim_dt), "lockstep_s1_steps": s1.model.head.sample_steps}
     try:
         task = task_for("stop", layout, cfg.rtf_seconds)
-        layers = (S1Layer(s1, runner.body.n_dof, runner.backend.ctrl_dt), S2Layer(s2, stop_z(s1)))
+        layers = (S1Layer(s1, runner.body.n_dof, runner.backend.ctrl_dt), layer_for_stack(s2, s1, stack))
         runner.run(task, *layers, max_seconds=0.2)  # warm-up: GL context, first inferences
         for key, video_every in (("lockstep_rtf", 0), ("lockstep_rtf_render", 4)):
             t0 = time.monotonic()

@@ -45,7 +45,8 @@ def evaluate_stack(cfg: EvalStackConfig, progress: bool = True, tracker=None) ->
     s1, s2 = S1Policy(cfg.s1_checkpoint, sample_steps=cfg.stack.s1_sample_steps), S2Policy(cfg.s2_checkpoint)
     runner = LockstepRunner(cfg.stack)
     layer1 = S1Layer(s1, runner.body.n_dof, runner.backend.ctrl_dt)
-    layer2 = _ZErrorProbe(s2, stop_z(s1), cfg.min_similarity, s1=s1)
+    encode = s1.encode_goal if cfg.stack.s2_z == "params" else None
+    layer2 = _ZErrorProbe(s2, stop_z(s1), cfg.min_similarity, encode, s1=s1)
     per_task: dict[str, list[bool]] = {}
     try:
         for i in tqdm(range(cfg.episodes), desc="eval stack", disable=not progress):
@@ -54,7 +55,7 @@ def evaluate_stack(cfg: EvalStackConfig, progress: bool = True, tracker=None) ->
             per_task.setdefault(family, []).append(runner.run(task, layer1, layer2).success)
         unknown = Task("unknown", OUT_OF_SCOPE_INSTRUCTION, time_limit_s=4.0,
                        layout=sample_task(task_rng(cfg.seed, "eval"), task_scene(cfg.stack.scene), "eval").layout)
-        probe = _ZErrorProbe(s2, stop_z(s1), cfg.min_similarity, s1=s1)
+        probe = _ZErrorProbe(s2, stop_z(s1), cfg.min_similarity, encode, s1=s1)
         path: list[np.ndarray] = []  # root position at each S1 tick
         result = runner.run(unknown, layer1, probe, record=lambda tick: path.append(tick.privileged.root_xy))
         moved = float(np.linalg.norm(runner.backend.observe().root_pos[0, :2].numpy() - path[0]))

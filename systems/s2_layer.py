@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from infra.config.stack import StackConfig
 from s1_policy.dataset import DemoDataset
 from s1_policy.policy import S1Policy
 from s2_vlm.policy import S2Policy
 from s2_vlm.train import S2Data
 from systems.collect import IMAGE_KEY
 from systems.lockstep import GoalLayer, Privileged
-from systems.tasks import FAMILY_NAMES, Task, goal_params
+from systems.tasks import FAMILY_NAMES, GOAL_DIM, Task, goal_params
 
 log = logging.getLogger("humanoid.s2")
 
@@ -26,10 +28,15 @@ def stop_z(s1: S1Policy) -> np.ndarray:
 class S2Layer(GoalLayer):
     """S2 at its rate: z from the image and the instruction. An instruction outside the task families
     (MiniLM similarity to every training instruction below ``min_similarity``) gets the stop goal and one log
-    line, never a guess."""
+    line, never a guess.
 
-    def __init__(self, policy: S2Policy, z_stop: np.ndarray, min_similarity: float = 0.5) -> None:
+    With ``encode_goal`` (S1's frozen goal encoder, ``StackConfig.s2_z="params"``) z is not S2's z head but
+    the goal encoder applied to S2's family and target heads (:func:`s2_goal_params`)."""
+
+    def __init__(self, policy: S2Policy, z_stop: np.ndarray, min_similarity: float = 0.5,
+                 encode_goal: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
         self.policy, self.z_stop, self.min_similarity = policy, z_stop, min_similarity
+        self.encode_goal = encode_goal
         self._checked: str | None = None
         self.in_scope = True
         self.last: dict[str, np.ndarray] = {}
@@ -52,7 +59,27 @@ class S2Layer(GoalLayer):
             self.last = {"z": self.z_stop}
             return self.z_stop
         self.last = self.policy.infer(image, instruction)
+        if self.encode_goal is not None:
+            self.last["z_head"] = self.last["z"]
+            self.last["z"] = self.encode_goal(s2_goal_params(self.last))
         return self.last["z"]
+
+
+def s2_goal_params(out: dict[str, np.ndarray]) -> np.ndarray:
+    """S2's auxiliary heads as privileged goal parameters (GOAL_DIM,): the most likely family's one-hot, and,
+    when S2 says there is a target, its bearing (cos, sin, renormalised), distance and the has-target flag."""
+    g = np.zeros(GOAL_DIM, dtype=np.float32)
+    g[int(np.argmax(out["family"]))] = 1.0
+    if float(out["has_target"]) > 0.5:
+        b = np.asarray(out["bearing"], np.float64)
+        b = b / max(float(np.linalg.norm(b)), 1e-6)
+        g[-4:] = [b[0], b[1], max(float(out["distance"]), 0.0), 1.0]
+    return g
+
+
+def layer_for_stack(policy: S2Policy, s1: S1Policy, stack: StackConfig, min_similarity: float = 0.5) -> S2Layer:
+    """The S2 layer the stack config asks for (``s2_z``), with S1's stop goal for refused instructions."""
+    return S2Layer(policy, stop_z(s1), min_similarity, s1.encode_goal if stack.s2_z == "params" else None)
 
 
 def s2_data(root: str, s1: S1Policy) -> S2Data:

@@ -25,7 +25,7 @@ from s1_policy.policy import S1Policy
 from s2_vlm.policy import S2Policy
 from systems.layers import S1Layer
 from systems.lockstep import LockstepRunner, Tick
-from systems.s2_layer import S2Layer, stop_z
+from systems.s2_layer import layer_for_stack
 from systems.tasks import FAMILY_NAMES, object_phrase, sample_task, task_for, task_rng, task_scene
 
 
@@ -60,13 +60,13 @@ def run_lockstep(cfg: RunConfig) -> dict:
     out.mkdir(parents=True, exist_ok=False)
     (out / "config.yaml").write_text(to_yaml(cfg))
     stack_cfg = StackConfig(body=cfg.body, sim=cfg.sim, scene=cfg.scene, s0_checkpoint=cfg.checkpoint,
-                            s1_sample_steps=cfg.s1_sample_steps)
+                            s1_sample_steps=cfg.s1_sample_steps, s2_z=cfg.s2_z)
     s1, s2 = S1Policy(cfg.s1_checkpoint, sample_steps=cfg.s1_sample_steps), S2Policy(cfg.s2_checkpoint)
     layout = sample_task(task_rng(cfg.layout_seed, "eval"), task_scene(cfg.scene), "eval").layout
     task = task_for(cfg.instruction, layout, cfg.seconds)
     runner = LockstepRunner(stack_cfg)
     layer1 = S1Layer(s1, runner.body.n_dof, runner.backend.ctrl_dt)
-    layer2 = S2Layer(s2, stop_z(s1), min_similarity=0.5)
+    layer2 = layer_for_stack(s2, s1, stack_cfg)
     frames: list[np.ndarray] = []
 
     def record(tick: Tick) -> None:

@@ -48,6 +48,10 @@ class StackConfig:
     instead of 13 on one thread"""
     stop_on_success: bool = True
     """end an episode as soon as its success check holds"""
+    s2_z: str = "head"
+    """how S2's latent goal reaches S1: "head" (S2's z head, distilled from S1's goal encoder) or "params" (S2's
+    family and target heads, as goal parameters through S1's frozen goal encoder, so z is always one that
+    encoder produces: the most likely family's, at the estimated bearing and distance)"""
 
     def __post_init__(self) -> None:
         for name in ("s1_period_s", "s2_period_s"):
@@ -57,6 +61,8 @@ class StackConfig:
                                  f"sim.ctrl_dt ({self.sim.ctrl_dt})")
         if self.image_size < 32:
             raise ValueError(f"image_size must be >= 32, got {self.image_size}")
+        if self.s2_z not in ("head", "params"):
+            raise ValueError(f"s2_z must be head or params, got {self.s2_z!r}")
         if self.s1_sample_steps < 0:
             raise ValueError(f"s1_sample_steps must be >= 0, got {self.s1_sample_steps}")
 

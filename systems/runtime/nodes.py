@@ -504,12 +504,12 @@ class S2Node(Node):
                  s2_checkpoint: str, min_similarity: float = 0.5) -> None:
         from s1_policy.policy import S1Policy  # the models (and transformers) load only in S2's actor
         from s2_vlm.policy import S2Policy
-        from systems.s2_layer import S2Layer, stop_z
+        from systems.s2_layer import layer_for_stack
 
         super().__init__(stack, rt, bind)
         torch.set_num_threads(1)
         self.period_s = stack.rates.s2_period_s
-        self.layer = S2Layer(S2Policy(s2_checkpoint), stop_z(S1Policy(s1_checkpoint)), min_similarity)
+        self.layer = layer_for_stack(S2Policy(s2_checkpoint), S1Policy(s1_checkpoint), stack, min_similarity)
         self.warmup()
 
     def input_timeouts(self) -> dict[str, float]:

@@ -98,3 +98,36 @@ def test_instruction_parsing_for_the_success_check():
     assert task_for("Point toward the blue sphere", layout, 10).family == "point_at"
     assert task_for("turn left", layout, 10).family == "turn_left"
     assert task_for("bake me a chocolate cake", layout, 10).family == "unknown"
+
+
+def test_goal_parameters_from_s2s_heads_by_hand():
+    from systems.s2_layer import s2_goal_params
+
+    family = np.full(len(FAMILY_NAMES), 0.01, np.float32)
+    family[FAMILY_NAMES.index("walk_to")] = 0.9
+    out = {"family": family, "bearing": np.array([0.0, 2.0], np.float32), "distance": np.array(1.5, np.float32),
+           "has_target": np.array(0.8, np.float32)}
+    g = s2_goal_params(out)
+    expected = np.zeros(len(FAMILY_NAMES) + 4, np.float32)
+    expected[FAMILY_NAMES.index("walk_to")] = 1.0
+    expected[-4:] = [0.0, 1.0, 1.5, 1.0]  # bearing renormalised to a unit (cos, sin)
+    np.testing.assert_allclose(g, expected)
+    out["has_target"], out["distance"] = np.array(0.2, np.float32), np.array(-0.3, np.float32)
+    assert s2_goal_params(out)[-4:].tolist() == [0.0, 0.0, 0.0, 0.0]  # no target: no target parameters
+
+
+def test_params_mode_sends_the_goal_encoders_z_of_s2s_heads(data, tiny_s1, tmp_path):
+    from infra.config.stack import StackConfig
+    from systems.s2_layer import layer_for_stack, s2_goal_params
+
+    train_s2(_cfg(tmp_path, 2), data, meta={"instructions": sorted(set(data.texts))}, progress=False)
+    s1, s2 = S1Policy(tiny_s1), S2Policy(tmp_path / "policy.safetensors")
+    image = np.zeros((32, 32, 3), np.uint8)
+    head = layer_for_stack(s2, s1, STACK)
+    params = layer_for_stack(s2, s1, StackConfig(image_size=32, s2_z="params"))
+    z_head = head.goal(0.0, image, data.texts[0], None)
+    z = params.goal(0.0, image, data.texts[0], None)
+    np.testing.assert_array_equal(params.last["z_head"], z_head)  # the same S2 call underneath
+    np.testing.assert_allclose(z, s1.encode_goal(s2_goal_params(params.last)))
+    with pytest.raises(ValueError, match="s2_z"):
+        StackConfig(s2_z="both")
