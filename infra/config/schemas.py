@@ -373,7 +373,7 @@ class RunConfig:
     """with an instruction: the S2 model"""
     s1_sample_steps: int = 0
     """with an instruction: S1's sampling steps at run time (``StackConfig.s1_sample_steps``; 0 = the checkpoint's)"""
-    s2_z: str = "head"
+    s2_z: str = "params"
     """with an instruction: how S2's latent goal is formed (``StackConfig.s2_z``: head or params)"""
     layout_seed: int = 0
     """with an instruction: the scene layout is drawn from this seed (held-out range)"""

@@ -48,10 +48,12 @@ class StackConfig:
     instead of 13 on one thread"""
     stop_on_success: bool = True
     """end an episode as soon as its success check holds"""
-    s2_z: str = "head"
+    s2_z: str = "params"
     """how S2's latent goal reaches S1: "head" (S2's z head, distilled from S1's goal encoder) or "params" (S2's
     family and target heads, as goal parameters through S1's frozen goal encoder, so z is always one that
-    encoder produces: the most likely family's, at the estimated bearing and distance)"""
+    encoder produces: the most likely family's, at the estimated bearing and distance). Measured with the
+    committed S1 and S2 (``eval stack episodes=24``): 0.58 with params against 0.42 with head; S2's z head
+    falls between families on held-out paraphrases where its family head is right"""
 
     def __post_init__(self) -> None:
         for name in ("s1_period_s", "s2_period_s"):

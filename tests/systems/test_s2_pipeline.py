@@ -123,8 +123,9 @@ def test_params_mode_sends_the_goal_encoders_z_of_s2s_heads(data, tiny_s1, tmp_p
     train_s2(_cfg(tmp_path, 2), data, meta={"instructions": sorted(set(data.texts))}, progress=False)
     s1, s2 = S1Policy(tiny_s1), S2Policy(tmp_path / "policy.safetensors")
     image = np.zeros((32, 32, 3), np.uint8)
-    head = layer_for_stack(s2, s1, STACK)
-    params = layer_for_stack(s2, s1, StackConfig(image_size=32, s2_z="params"))
+    head = layer_for_stack(s2, s1, StackConfig(image_size=32, s2_z="head"))
+    params = layer_for_stack(s2, s1, STACK)  # the default
+    assert STACK.s2_z == "params"
     z_head = head.goal(0.0, image, data.texts[0], None)
     z = params.goal(0.0, image, data.texts[0], None)
     np.testing.assert_array_equal(params.last["z_head"], z_head)  # the same S2 call underneath
