@@ -50,7 +50,8 @@ def closed_loop(runner: LockstepRunner, policy: S1Policy, cfg: EvalS1Config, pro
 def goal_separation(policy: S1Policy) -> dict:
     """How far apart the goal encoder puts the task families: the largest cosine similarity between the z of two
     families' goal parameters without a target (their one-hot), and which pair. Near 1, S1 has to tell those
-    families apart from small differences in z (measured: the committed S1 squats when asked to wave right)."""
+    families apart from small differences in z (an S1 trained without the separation term, cosine 0.85 for
+    wave_right/squat, squatted when asked to wave right)."""
     if policy.goal.goal_dim != GOAL_DIM:
         return {}
     z = np.stack([policy.encode_goal(g) for g in np.eye(GOAL_DIM, dtype=np.float32)[:len(FAMILY_NAMES)]])
