@@ -195,16 +195,12 @@ def _restore(path: str, model: S1Model, goal: GoalEncoder, opt: torch.optim.Opti
 def _init_from(ckpt, cfg: TrainS1Config, model: S1Model, goal: GoalEncoder) -> None:
     """Fine-tuning start: the network and goal encoder of an S1 policy trained with the same model config."""
     check_config_matches(ckpt.meta["config"], to_dict(cfg), ["model", "task_clock_s"])  # names the mismatch
-    if int(ckpt.meta["goal_dim"]) != goal.goal_dim:
-        raise CheckpointError(f"{cfg.init}: goal encoder for {ckpt.meta['goal_dim']} goal parameters, the data has "
-                              f"{goal.goal_dim}")
+    _load_goal(ckpt, cfg.init, goal, cfg.model.z_dim)
     model.load_state_dict(unflatten_state("model", ckpt.tensors))
-    goal.load_state_dict(unflatten_state("goal", ckpt.tensors))
 
 
-def _goal_from(path: str, goal: GoalEncoder, z_dim: int) -> None:
-    """Take over the goal encoder of an S1 policy (``goal_from``): same goal parameters and z size."""
-    ckpt = load_checkpoint(path, kind=POLICY_KIND)
+def _load_goal(ckpt, path: str, goal: GoalEncoder, z_dim: int) -> None:
+    """The goal encoder of an S1 policy checkpoint (``init``, ``goal_from``): same goal parameters and z size."""
     if int(ckpt.meta["goal_dim"]) != goal.goal_dim or int(ckpt.meta["model"]["z_dim"]) != z_dim:
         raise CheckpointError(f"{path}: goal encoder for {ckpt.meta['goal_dim']} goal parameters -> z of "
                               f"{ckpt.meta['model']['z_dim']}, this run needs {goal.goal_dim} -> {z_dim}")
@@ -228,7 +224,7 @@ def train_s1(cfg: TrainS1Config, progress: bool = True, tracker=None) -> dict:
     if cfg.init:
         _init_from(source, cfg, model, goal)
     if cfg.goal_from:
-        _goal_from(cfg.goal_from, goal, cfg.model.z_dim)
+        _load_goal(load_checkpoint(cfg.goal_from, kind=POLICY_KIND), cfg.goal_from, goal, cfg.model.z_dim)
     params = list(model.parameters()) + list(goal.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     start = _restore(cfg.resume, model, goal, opt, cfg) if cfg.resume else 0

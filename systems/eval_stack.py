@@ -16,26 +16,26 @@ from infra.config.s2 import EvalStackConfig
 from s1_policy.policy import S1Policy
 from s2_vlm.model import measure_latency
 from s2_vlm.policy import S2Policy
-from systems.layers import S1Layer
-from systems.lockstep import LockstepRunner, Privileged
-from systems.s2_layer import S2Layer, stop_z
-from systems.tasks import FAMILY_NAMES, Task, goal_params, sample_task, task_rng, task_scene
+from systems.layers import GoalEncoderLayer, S1Layer
+from systems.lockstep import GoalLayer, LockstepRunner, Privileged
+from systems.s2_layer import S2Layer, layer_for_stack
+from systems.tasks import FAMILY_NAMES, Task, sample_task, task_rng, task_scene
 
 OUT_OF_SCOPE_INSTRUCTION = "bake me a chocolate cake"
 
 
-class _ZErrorProbe(S2Layer):
-    """S2Layer that also records its z error against the goal encoder on the privileged goal."""
+class _ZErrorProbe(GoalLayer):
+    """The stack's S2 layer, also recording its z error against S1's goal encoder on the privileged goal."""
 
-    def __init__(self, *args, s1: S1Policy, **kw) -> None:
-        super().__init__(*args, **kw)
-        self.s1, self.errors = s1, []
+    def __init__(self, layer: S2Layer, s1: S1Policy) -> None:
+        self.layer, self.reference, self.errors = layer, GoalEncoderLayer(s1), []
+
+    def reset(self, task: Task) -> None:
+        self.layer.reset(task)
 
     def goal(self, now: float, image: np.ndarray, instruction: str, privileged: Privileged) -> np.ndarray:
-        z = super().goal(now, image, instruction, privileged)
-        task = privileged.task
-        obj = privileged.objects.get(task.target) if task.target else None
-        ref = self.s1.encode_goal(goal_params(task, obj, privileged.root_xy, privileged.root_yaw))
+        z = self.layer.goal(now, image, instruction, privileged)
+        ref = self.reference.goal(now, image, instruction, privileged)
         self.errors.append(float(np.mean((z - ref) ** 2)))
         return z
 
@@ -45,8 +45,7 @@ def evaluate_stack(cfg: EvalStackConfig, progress: bool = True, tracker=None) ->
     s1, s2 = S1Policy(cfg.s1_checkpoint, sample_steps=cfg.stack.s1_sample_steps), S2Policy(cfg.s2_checkpoint)
     runner = LockstepRunner(cfg.stack)
     layer1 = S1Layer(s1, runner.body.n_dof, runner.backend.ctrl_dt)
-    encode = s1.encode_goal if cfg.stack.s2_z == "params" else None
-    layer2 = _ZErrorProbe(s2, stop_z(s1), cfg.min_similarity, encode, s1=s1)
+    layer2 = _ZErrorProbe(layer_for_stack(s2, s1, cfg.stack, cfg.min_similarity), s1)
     per_task: dict[str, list[bool]] = {}
     try:
         for i in tqdm(range(cfg.episodes), desc="eval stack", disable=not progress):
@@ -55,7 +54,7 @@ def evaluate_stack(cfg: EvalStackConfig, progress: bool = True, tracker=None) ->
             per_task.setdefault(family, []).append(runner.run(task, layer1, layer2).success)
         unknown = Task("unknown", OUT_OF_SCOPE_INSTRUCTION, time_limit_s=4.0,
                        layout=sample_task(task_rng(cfg.seed, "eval"), task_scene(cfg.stack.scene), "eval").layout)
-        probe = _ZErrorProbe(s2, stop_z(s1), cfg.min_similarity, encode, s1=s1)
+        probe = _ZErrorProbe(layer_for_stack(s2, s1, cfg.stack, cfg.min_similarity), s1)
         path: list[np.ndarray] = []  # root position at each S1 tick
         result = runner.run(unknown, layer1, probe, record=lambda tick: path.append(tick.privileged.root_xy))
         moved = float(np.linalg.norm(runner.backend.observe().root_pos[0, :2].numpy() - path[0]))
@@ -68,7 +67,7 @@ def evaluate_stack(cfg: EvalStackConfig, progress: bool = True, tracker=None) ->
            "z_error": round(float(np.mean(layer2.errors)), 5),
            "s2_latency_ms_p50": round(lat["uncached_p50_ms"], 2), "s2_latency_ms_p99": round(lat["uncached_p99_ms"], 2),
            "episodes": len(flat),
-           "out_of_scope": {"instruction": OUT_OF_SCOPE_INSTRUCTION, "refused": not probe.in_scope,
+           "out_of_scope": {"instruction": OUT_OF_SCOPE_INSTRUCTION, "refused": not probe.layer.in_scope,
                             "fell": result.fell, "moved_m": round(moved, 3)}}
     if tracker is not None:
         tracker.log_metrics({"eval/success_rate": out["success_rate"], "eval/z_error": out["z_error"],

@@ -15,7 +15,7 @@ from s2_vlm.policy import S2Policy
 from s2_vlm.train import S2Data
 from systems.collect import IMAGE_KEY
 from systems.lockstep import GoalLayer, Privileged
-from systems.tasks import FAMILY_NAMES, GOAL_DIM, Task, goal_params
+from systems.tasks import FAMILY_NAMES, Task, goal_params, pack_goal
 
 log = logging.getLogger("humanoid.s2")
 
@@ -66,15 +66,14 @@ class S2Layer(GoalLayer):
 
 
 def s2_goal_params(out: dict[str, np.ndarray]) -> np.ndarray:
-    """S2's auxiliary heads as privileged goal parameters (GOAL_DIM,): the most likely family's one-hot, and,
+    """S2's auxiliary heads as privileged goal parameters (:func:`pack_goal`): the most likely family, and,
     when S2 says there is a target, its bearing (cos, sin, renormalised), distance and the has-target flag."""
-    g = np.zeros(GOAL_DIM, dtype=np.float32)
-    g[int(np.argmax(out["family"]))] = 1.0
+    target = None
     if float(out["has_target"]) > 0.5:
         b = np.asarray(out["bearing"], np.float64)
         b = b / max(float(np.linalg.norm(b)), 1e-6)
-        g[-4:] = [b[0], b[1], max(float(out["distance"]), 0.0), 1.0]
-    return g
+        target = (b[0], b[1], max(float(out["distance"]), 0.0))
+    return pack_goal(int(np.argmax(out["family"])), target)
 
 
 def layer_for_stack(policy: S2Policy, s1: S1Policy, stack: StackConfig, min_similarity: float = 0.5) -> S2Layer:

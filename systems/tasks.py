@@ -134,17 +134,26 @@ def task_for(instruction: str, layout: np.ndarray, seconds: float) -> Task:
     return Task(OUT_OF_SCOPE, instruction, "", seconds, layout)
 
 
-def goal_params(task: Task, object_xy: np.ndarray | None, root_xy: np.ndarray, root_yaw: float) -> np.ndarray:
-    """Privileged goal parameters (GOAL_DIM,) float32: family one-hot, and the target's bearing (cos, sin)
-    and distance (m) in the robot's heading frame plus a has-target flag (zeros without a target)."""
+def pack_goal(family: int | None, target: tuple[float, float, float] | None = None) -> np.ndarray:
+    """The goal-parameter layout (GOAL_DIM,) float32: the family's one-hot (none for an unknown family), then
+    the target's bearing cos, sin, distance (m) and a has-target flag (zeros without a target)."""
     g = np.zeros(GOAL_DIM, dtype=np.float32)
-    if task.family in FAMILIES:
-        g[FAMILY_NAMES.index(task.family)] = 1.0
+    if family is not None:
+        g[family] = 1.0
+    if target is not None:
+        g[-4:] = [*target, 1.0]
+    return g
+
+
+def goal_params(task: Task, object_xy: np.ndarray | None, root_xy: np.ndarray, root_yaw: float) -> np.ndarray:
+    """Privileged goal parameters (:func:`pack_goal`) of a task: the target's bearing and distance in the
+    robot's heading frame."""
+    target = None
     if object_xy is not None:
         rel = rotate2d(-root_yaw, np.asarray(object_xy, float) - root_xy)
         bearing = np.arctan2(rel[1], rel[0])
-        g[-4:] = [np.cos(bearing), np.sin(bearing), np.linalg.norm(rel), 1.0]
-    return g
+        target = (np.cos(bearing), np.sin(bearing), np.linalg.norm(rel))
+    return pack_goal(FAMILY_NAMES.index(task.family) if task.family in FAMILIES else None, target)
 
 
 # -- success checks ---------------------------------------------------------------------------------
