@@ -129,7 +129,7 @@ def save_checkpoint(path: str | Path, tensors: Mapping[str, torch.Tensor], meta:
     Raises ValueError before writing anything for a bad suffix or kind, a non-JSON or NaN/inf value in
     ``meta`` (naming its key) or a NaN/inf float tensor (naming it).
     """
-    from infra.tracking import git_commit  # lazy: tracking imports mlflow
+    from infra.git import git_commit
 
     path = Path(path)
     if path.suffix != ".safetensors":

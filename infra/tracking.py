@@ -21,7 +21,6 @@ import math
 import os
 import posixpath
 import re
-import subprocess
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,6 +30,8 @@ import mlflow
 from mlflow.entities import Metric, Param, RunStatus
 from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from infra.git import git_commit  # noqa: F401  (re-exported: checkpoints import it without MLflow)
 
 try:
     from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH
@@ -49,19 +50,6 @@ def resolve_tracking_uri(configured: str | None = None) -> str:
     """``MLFLOW_TRACKING_URI`` if set, else ``configured`` if non-empty, else ``sqlite:///<cwd>/mlflow.db``."""
     env = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
     return env or (configured or "").strip() or f"sqlite:///{(Path.cwd() / 'mlflow.db').as_posix()}"
-
-
-def git_commit(path: str | Path | None = None) -> str:
-    """The commit checked out at ``path`` (default: this package's directory), or ``"unknown"``."""
-    cwd = Path(path) if path is not None else Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=5, check=False
-        )
-    except (OSError, subprocess.SubprocessError):  # no git binary, no such directory, hung
-        return "unknown"
-    sha = out.stdout.strip()
-    return sha if out.returncode == 0 and sha else "unknown"
 
 
 def _accepted(key: str) -> bool:

@@ -84,6 +84,11 @@ class TrackingEnvConfig:
     Measured: with the floor at 0.05 the closed-hand and pointing clips were forgotten"""
     sampling_floor: float = 0.05
     """the floor added to each clip's termination rate under failure sampling"""
+    balanced_gait: bool = False
+    """the library's walks with the pelvis placed so the whole-body centre of mass follows a linear inverted
+    pendulum over a ZMP plan on the footsteps (``procedural.Gait.balance``), instead of the commanded path.
+    Off by default: the committed S0 was trained on the commanded-path walks (on the balanced ones it
+    survives 2.2 s of a walk against 4.0 s, README)"""
     episode_s: float = 10.0
     """time limit of an episode, s (a clip's end also ends it)"""
     terminate_error_m: float = 0.5
@@ -160,7 +165,11 @@ class TrainS0Config:
     """a .safetensors checkpoint to continue from (weights, optimiser, normaliser, iteration)"""
     init: str = ""
     """a training checkpoint whose actor and critic (with normalisers) start this run (fine-tuning with a
-    changed reward or randomisation); the optimiser, iteration and worlds start fresh"""
+    changed reward or randomisation), or a deployable policy (``checkpoints/s0/policy.safetensors``: the actor
+    alone, the critic starts fresh; give ``critic_warmup``); the optimiser, iteration and worlds start fresh"""
+    critic_warmup: int = 0
+    """first iterations in which the actor is frozen and PPO trains only the critic (after ``init=`` from a
+    policy, so that a fresh critic's advantages do not undo the actor)"""
     seed: int = 0
     """torch seed"""
 

@@ -114,7 +114,7 @@ class SimConfig:
     ctrl_dt: float = 0.02
     """control period of S0, s (50 Hz); must be a whole multiple of sim_dt"""
     threads: int = 0
-    """C threads stepping the batch; 0 = one per CPU core"""
+    """C threads stepping the batch; 0 = one per core this process may run on (its CPU affinity)"""
     integrator: str = "implicitfast"
     """MuJoCo integrator: implicitfast | implicit | euler | rk4"""
     seed: int = 0

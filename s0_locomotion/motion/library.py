@@ -15,7 +15,7 @@ from s0_locomotion.motion.clip import Kinematics, MotionClip
 from s0_locomotion.motion.ops import mirror
 from s0_locomotion.motion.procedural import FPS, Gait, _standing_clip, keyposes, locomotion, min_jerk
 
-Builder = Callable[[Body, Kinematics], MotionClip]
+Builder = Callable[[Body, Kinematics, bool], MotionClip]  # (body, kinematics, balanced gait) -> clip
 
 FINGERS = ("index", "middle", "ring", "little")
 
@@ -40,11 +40,11 @@ def _both_hands(kind: str) -> dict[str, float]:
 
 
 def _walk(name: str, **gait) -> tuple[str, Builder]:
-    return name, lambda body, kin: locomotion(body, name, Gait(**gait), kin)
+    return name, lambda body, kin, balance: locomotion(body, name, Gait(balance=balance, **gait), kin)
 
 
 def _keys(name: str, keys: list[tuple[float, dict[str, float]]], pelvis=None) -> tuple[str, Builder]:
-    return name, lambda body, kin: _standing_clip(body, name, keyposes(body, keys), kin, pelvis)
+    return name, lambda body, kin, balance: _standing_clip(body, name, keyposes(body, keys), kin, pelvis)
 
 
 def _wave_keys() -> list[tuple[float, dict[str, float]]]:
@@ -72,7 +72,7 @@ CLIPS: dict[str, Builder] = dict([
     _keys("stand", [(0.0, {}), (3.0, {})]),
     _walk("walk_slow", vx=0.3, cycle=1.2, pelvis_height=0.92),
     _walk("walk", vx=0.6, cycle=1.0, pelvis_height=0.895),
-    _walk("walk_fast", vx=0.9, cycle=0.85, pelvis_height=0.89),
+    _walk("walk_fast", vx=0.9, cycle=0.85, pelvis_height=0.89, ramp=1.5),
     _walk("walk_backward", vx=-0.35, cycle=1.1, pelvis_height=0.91),
     _walk("side_step_left", vy=0.25, cycle=1.1, pelvis_height=0.91, arm_swing=0.0),
     _walk("side_step_right", vy=-0.25, cycle=1.1, pelvis_height=0.91, arm_swing=0.0),
@@ -105,19 +105,20 @@ def clip_names() -> list[str]:
     return [*CLIPS, *MIRRORED]
 
 
-def build_clip(body: Body, name: str, kin: Kinematics | None = None) -> MotionClip:
-    """One library clip by name (``humanoid motion list`` shows the names)."""
+def build_clip(body: Body, name: str, kin: Kinematics | None = None, balance: bool = False) -> MotionClip:
+    """One library clip by name (``humanoid motion list`` shows the names). ``balance``: walks with the
+    pelvis placed so the centre of mass follows the ZMP plan (``procedural.Gait.balance``)."""
     kin = kin or Kinematics(body)
     if name in MIRRORED:
-        return mirror(body, build_clip(body, MIRRORED[name], kin), name=name, kinematics=kin)
+        return mirror(body, build_clip(body, MIRRORED[name], kin, balance), name=name, kinematics=kin)
     if name not in CLIPS:
         raise KeyError(f"unknown motion {name!r}; known: {', '.join(clip_names())}")
-    return CLIPS[name](body, kin)
+    return CLIPS[name](body, kin, balance)
 
 
-def build_library(body: Body, names: list[str] | None = None) -> list[MotionClip]:
+def build_library(body: Body, names: list[str] | None = None, balance: bool = False) -> list[MotionClip]:
     kin = Kinematics(body)
-    return [build_clip(body, n, kin) for n in (names or clip_names())]
+    return [build_clip(body, n, kin, balance) for n in (names or clip_names())]
 
 
 __all__ = ["CLIPS", "FPS", "build_clip", "build_library", "clip_names", "hand_pose"]

@@ -4,7 +4,12 @@ Locomotion comes from a footstep plan: the pelvis follows a commanded planar vel
 yaw rate) that ramps up from standing and back down; each foot is planted where the pelvis will be at the
 middle of that foot's next stance, swings on a minimum-jerk arc, and stays exactly where it landed while
 in stance. Leg angles come from closed-form inverse kinematics that keeps the soles flat, so stance feet
-neither slide nor sink (tests check both through forward kinematics). Upper-body motions (wave, reach,
+neither slide nor sink (tests check both through forward kinematics). The pelvis does not simply follow the
+commanded path: its horizontal position is set so that the whole-body centre of mass follows a linear
+inverted pendulum over a zero-moment-point plan on the footsteps (Kajita et al. 2003: the ZMP on the stance
+foot's centre in single support, moving across in double support), so the reference is dynamically
+consistent: its centre of mass sways over each stance foot instead of staying midway between the feet with
+nothing under it when a foot lifts. Upper-body motions (wave, reach,
 arms up, hand poses, squat) are minimum-jerk blends between key poses on top of the standing legs.
 
 All clips run at 50 Hz (S0's control rate) and start and end in the standing pose, so they concatenate.
@@ -22,6 +27,8 @@ from s0_locomotion.body.humanoid65 import FOOT_CENTER, FOOT_HALF, HIP_OFFSET, SH
 from s0_locomotion.motion.clip import Kinematics, MotionClip, make_clip
 
 FPS = 50.0
+GRAVITY = 9.81  # m/s^2
+ZMP_ROLL = 0.07  # m the single-support ZMP may move either side of the sole's centre, along the foot
 ANKLE_HEIGHT = -(FOOT_CENTER[2] - FOOT_HALF[2])  # ankle axis above the sole, m (0.08)
 STANCE_WIDTH = HIP_OFFSET[1]  # feet under the hips, m
 
@@ -98,6 +105,8 @@ class Gait:
     steady: float = 4.0  # s at full speed
     ramp: float = 1.0  # s to accelerate and to decelerate
     arm_swing: float = 0.35  # shoulder pitch amplitude, rad
+    balance: bool = False  # pelvis placed so the centre of mass follows the ZMP plan (False: the commanded path)
+    zmp_shift: float = 0.3  # s over which the ZMP moves onto the first stance foot before the first lift-off
 
 
 def _command_profile(g: Gait, t: np.ndarray) -> np.ndarray:
@@ -159,6 +168,56 @@ def _foot_track(g: Gait, t: np.ndarray, pos: np.ndarray, yaw: np.ndarray, side: 
     return ankle, foot_yaw
 
 
+def zmp_reference(t: np.ndarray, feet: list[tuple[np.ndarray, np.ndarray]], path: np.ndarray, shift: float,
+                  roll: float = ZMP_ROLL) -> np.ndarray:
+    """(T, 2) zero-moment-point plan from the two feet's tracks [(ankle (T, 3), yaw (T,)), left, right].
+
+    Single support: on the stance sole's centre line, where the commanded pelvis ``path`` (T, 2) passes
+    along the sole, clamped to ``roll`` m either side of the centre (the ZMP rolls from heel to toe, so the
+    sagittal motion stays close to the commanded speed while the sideways one sways over the foot).
+    Double support: a straight line from the last stance foot to the next. Standing more than ``shift``
+    seconds from any swing: midway between the feet, blending onto the first stance foot before the first
+    lift-off and back after the last touch-down.
+    """
+    points, swing = [], []
+    for ankle, yaw in feet:
+        fwd = np.stack([np.cos(yaw), np.sin(yaw)], axis=-1)
+        centre = ankle[:, :2] + FOOT_CENTER[0] * fwd + FOOT_CENTER[1] * fwd[:, ::-1] * [-1.0, 1.0]
+        along = np.clip(np.sum((path - centre) * fwd, axis=-1), -roll, roll)
+        points.append(centre + along[:, None] * fwd)
+        swing.append(ankle[:, 2] > ANKLE_HEIGHT + 1e-9)
+    weight = np.full(len(t), np.nan)  # weight of the left foot
+    weight[swing[1] & ~swing[0]] = 1.0
+    weight[swing[0] & ~swing[1]] = 0.0
+    moving = np.nonzero(swing[0] | swing[1])[0]
+    if moving.size == 0:
+        return 0.5 * (points[0] + points[1])
+    gap = int(round(shift * FPS))
+    frames = np.arange(len(t))
+    weight[(frames < moving[0] - gap) | (frames > moving[-1] + gap)] = 0.5
+    known = ~np.isnan(weight)
+    weight = np.interp(frames, frames[known], weight[known])[:, None]
+    return weight * points[0] + (1 - weight) * points[1]
+
+
+def lipm_com(zmp: np.ndarray, dt: float, height: float) -> np.ndarray:
+    """(T, 2) centre-of-mass path whose linear-inverted-pendulum ZMP, c - c''·h/g, is ``zmp`` (T, 2).
+
+    Solved as the boundary-value problem c'' = (g/h)(c - p) with c = p at both ends (the clip stands
+    still there), by central differences: the pattern anticipates each step, as a preview controller does.
+    """
+    n = len(zmp)
+    w2 = GRAVITY / height * dt**2
+    a = np.zeros((n, n))
+    rhs = -w2 * zmp.astype(np.float64)
+    idx = np.arange(1, n - 1)
+    a[idx, idx - 1] = a[idx, idx + 1] = 1.0
+    a[idx, idx] = -2.0 - w2
+    a[[0, n - 1], [0, n - 1]] = 1.0
+    rhs[[0, n - 1]] = zmp[[0, n - 1]]
+    return np.linalg.solve(a, rhs)
+
+
 def locomotion(body: Body, name: str, g: Gait, kin: Kinematics | None = None, settle: float = 1.5) -> MotionClip:
     """A walking clip: stand, accelerate, walk at (vx, vy, yaw_rate), decelerate, settle and stand."""
     duration = 0.5 + 2 * g.ramp + g.steady + settle
@@ -166,24 +225,38 @@ def locomotion(body: Body, name: str, g: Gait, kin: Kinematics | None = None, se
     pos, yaw = _integrate_pelvis(g, t, 1 / FPS)
     # Step while moving and for one more stride after, so the feet catch up with the stopped pelvis.
     moving = np.maximum(_command_profile(g, t), _command_profile(g, t - g.cycle)) > 1e-3
-    pose = np.tile(body.default_pose.astype(np.float64), (len(t), 1))
     names = body.joint_names
     stand_h = standing_pelvis_height(body)
     activity = np.clip(_command_profile(g, t) * 4, 0, 1)
     height = stand_h + (g.pelvis_height - stand_h) * min_jerk(activity)
     root = np.concatenate([pos, height[:, None]], axis=1)
-    for side, label, phase0 in ((1.0, "left", 0.0), (-1.0, "right", 0.5)):
-        ankle, foot_yaw = _foot_track(g, t, pos, yaw, side, phase0, moving)
-        hip = root + np.concatenate([rot2d(yaw, np.tile([HIP_OFFSET[0], side * HIP_OFFSET[1]], (len(t), 1))),
-                                     np.full((len(t), 1), HIP_OFFSET[2])], axis=1)
-        legs = leg_ik(hip, ankle, yaw, foot_yaw, side)
-        cols = [names.index(f"{label}_{j}") for j in ("hip_yaw", "hip_roll", "hip_pitch", "knee",
-                                                       "ankle_pitch", "ankle_roll")]
-        pose[:, cols] = legs
-        # Arms swing against the legs: the left arm forward (negative pitch) as the right leg swings.
-        phase = 2 * np.pi * ((t - 0.5) / g.cycle - phase0)
-        arm = names.index(f"{label}_shoulder_pitch")
-        pose[:, arm] = body.default_pose[arm] + g.arm_swing * activity * np.sin(phase) * np.sign(g.vx or 1.0)
+    sides = ((1.0, "left", 0.0), (-1.0, "right", 0.5))
+    feet = [_foot_track(g, t, pos, yaw, side, phase0, moving) for side, _, phase0 in sides]
+
+    def pose_for(root: np.ndarray) -> np.ndarray:
+        pose = np.tile(body.default_pose.astype(np.float64), (len(t), 1))
+        for (side, label, phase0), (ankle, foot_yaw) in zip(sides, feet):
+            hip = root + np.concatenate([rot2d(yaw, np.tile([HIP_OFFSET[0], side * HIP_OFFSET[1]], (len(t), 1))),
+                                         np.full((len(t), 1), HIP_OFFSET[2])], axis=1)
+            cols = [names.index(f"{label}_{j}") for j in ("hip_yaw", "hip_roll", "hip_pitch", "knee",
+                                                           "ankle_pitch", "ankle_roll")]
+            pose[:, cols] = leg_ik(hip, ankle, yaw, foot_yaw, side)
+            # Arms swing against the legs: the left arm forward (negative pitch) as the right leg swings.
+            phase = 2 * np.pi * ((t - 0.5) / g.cycle - phase0)
+            arm = names.index(f"{label}_shoulder_pitch")
+            pose[:, arm] = body.default_pose[arm] + g.arm_swing * activity * np.sin(phase) * np.sign(g.vx or 1.0)
+        return pose
+
+    pose = pose_for(root)
+    if g.balance:
+        kin = kin or Kinematics(body)
+        quat = yaw_quat(yaw)
+        com = kin.com_positions(root, quat, pose)
+        target = lipm_com(zmp_reference(t, feet, pos, g.zmp_shift), 1 / FPS, float(com[:, 2].mean()))
+        for _ in range(4):  # the legs move less than the pelvis, so the CoM follows it by a fixed point
+            root[:, :2] += target - com[:, :2]
+            pose = pose_for(root)
+            com = kin.com_positions(root, quat, pose)
     return make_clip(body, name, FPS, root, yaw_quat(yaw), _clamp(body, pose), source="procedural:locomotion",
                      kinematics=kin, meta={"gait": g.__dict__})
 

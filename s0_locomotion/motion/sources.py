@@ -8,8 +8,9 @@ from s0_locomotion.body import Body
 from s0_locomotion.motion.clip import ClipError, Kinematics, MotionClip, load_clip
 
 
-def load_motion(ref: str, body: Body, kin: Kinematics | None = None) -> MotionClip:
-    """One clip from a library name or a file path (by suffix)."""
+def load_motion(ref: str, body: Body, kin: Kinematics | None = None, balance: bool = False) -> MotionClip:
+    """One clip from a library name or a file path (by suffix). ``balance``: the library's walks with the
+    ZMP-planned pelvis (``procedural.Gait.balance``); files are taken as they are."""
     path = Path(ref)
     suffix = path.suffix.lower()
     if suffix == ".npz":
@@ -27,12 +28,12 @@ def load_motion(ref: str, body: Body, kin: Kinematics | None = None) -> MotionCl
     from s0_locomotion.motion.library import build_clip
 
     try:
-        return build_clip(body, ref, kin)
+        return build_clip(body, ref, kin, balance)
     except KeyError as exc:
         raise ClipError(str(exc.args[0])) from exc
 
 
-def load_motions(refs: list[str], body: Body) -> list[MotionClip]:
+def load_motions(refs: list[str], body: Body, balance: bool = False) -> list[MotionClip]:
     """Clips for a list of references; a folder expands to the motion files inside it."""
     kin = Kinematics(body)
     out: list[MotionClip] = []
@@ -45,5 +46,5 @@ def load_motions(refs: list[str], body: Body) -> list[MotionClip]:
                 raise ClipError(f"{path}: no motion files (.npz, .txt, .bvh) in this folder")
             out.extend(load_motion(str(p), body, kin) for p in files)
         else:
-            out.append(load_motion(ref, body, kin))
+            out.append(load_motion(ref, body, kin, balance))
     return out

@@ -52,7 +52,7 @@ class MujocoBackend(SimBackend):
         self.num_envs, self.n_dof = sim.num_envs, body.n_dof
         self.sim_dt, self.decimation = sim.sim_dt, sim.decimation
         self.device = torch.device("cpu")
-        self.threads = sim.threads or os.cpu_count() or 1
+        self.threads = sim.threads or len(os.sched_getaffinity(0))  # the cores this process may run on
         self.rng = np.random.default_rng(sim.seed)
         self._scratch = mujoco.MjData(model)
         self._renderer = CameraRenderer(model, fast=(render or RenderConfig()).fast)

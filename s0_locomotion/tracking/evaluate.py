@@ -3,7 +3,9 @@
 Metrics (PHC's definitions): an episode succeeds when it is not terminated (mean body-position error
 above ``terminate_error_m``) and its mean body-position error stays under 0.5 m. ``mpjpe_mm`` is the
 global mean per-body position error; joint errors are mean absolute hinge-angle errors; ``root_drift_m``
-is the horizontal root position error at the end of the episode (or at termination).
+is the horizontal root position error at the end of the episode (or at termination); ``survived_s`` is
+the simulated time until termination, or the clip's length when the episode is not terminated (how far a
+walk gets before the body falls, which the success rate alone hides).
 """
 
 from __future__ import annotations
@@ -20,14 +22,14 @@ from s0_locomotion.motion.sources import load_motions
 from s0_locomotion.tracking.env import TrackingEnv
 from s0_locomotion.tracking.policy import S0Policy
 
-FIELDS = ("success_rate", "mpjpe_mm", "joint_error_rad", "hand_joint_error_rad", "root_drift_m")
+FIELDS = ("success_rate", "mpjpe_mm", "joint_error_rad", "hand_joint_error_rad", "root_drift_m", "survived_s")
 
 
 def evaluate_s0(cfg: EvalS0Config, policy: S0Policy | None) -> dict:
     """Run ``episodes`` per clip (all worlds in parallel); ``policy=None`` tracks with zero residual (PD only)."""
     torch.set_num_threads(1)
     body = Body(cfg.env.body)
-    clips = load_motions(cfg.env.clips or clip_names(), body)
+    clips = load_motions(cfg.env.clips or clip_names(), body, cfg.env.balanced_gait)
     episodes = max(1, cfg.episodes)
     jobs = [(c, e) for c in range(len(clips)) for e in range(episodes)]
     env_cfg = dataclasses.replace(cfg.env, randomize=dataclasses.replace(cfg.env.randomize, enabled=cfg.randomize),
@@ -73,7 +75,8 @@ def _run_batch(env: TrackingEnv, policy: S0Policy | None, clip_ids: list[int], h
     mean_err = err_sum / count.clamp(min=1)
     return [{"success": bool(alive[i] and mean_err[i] < 0.5), "mpjpe_mm": float(mean_err[i] * 1000),
              "joint_error_rad": float(joint_sum[i] / count[i].clamp(min=1)),
-             "hand_joint_error_rad": float(hand_sum[i] / count[i].clamp(min=1)), "root_drift_m": float(drift[i])}
+             "hand_joint_error_rad": float(hand_sum[i] / count[i].clamp(min=1)), "root_drift_m": float(drift[i]),
+             "survived_s": float(count[i]) * env.backend.ctrl_dt}
             for i in range(n)]
 
 

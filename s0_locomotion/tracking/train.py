@@ -67,7 +67,7 @@ def build_ppo(env: TrackingEnv, ppo: PPOConfig) -> PPO:
 
 def make_env(cfg: TrainS0Config) -> TrackingEnv:
     body = Body(cfg.env.body)
-    return TrackingEnv(cfg.env, load_motions(cfg.env.clips or clip_names(), body), body)
+    return TrackingEnv(cfg.env, load_motions(cfg.env.clips or clip_names(), body, cfg.env.balanced_gait), body)
 
 
 def _param_groups(opt: torch.optim.Optimizer) -> dict:
@@ -142,25 +142,39 @@ def restore_training(path: str, alg: PPO, env: TrackingEnv, cfg: TrainS0Config) 
 
 
 def init_weights(path: str, alg: PPO, env: TrackingEnv, cfg: TrainS0Config) -> None:
-    """Start from another run's actor and critic (fine-tuning): architecture and observations must match."""
-    ckpt = load_checkpoint(path, kind=TRAIN_KIND)
-    keys = ["env.future_frames", "env.action_scale", "ppo.actor_hidden", "ppo.critic_hidden"]
-    check_config_matches(ckpt.meta["config"], to_dict(cfg), keys)
+    """Start from another run's actor and critic (fine-tuning): architecture and observations must match.
+
+    ``path`` is a training checkpoint (actor and critic) or a deployable policy (``policy.safetensors``, the
+    actor alone: the critic starts fresh, so give ``critic_warmup`` iterations in which only it learns).
+    """
+    ckpt = load_checkpoint(path)
+    kind = ckpt.sidecar.get("kind")
+    if kind == TRAIN_KIND:
+        saved = ckpt.meta["config"]
+    elif kind == POLICY_KIND:
+        saved = {"env": ckpt.meta["config"], "ppo": ckpt.meta["ppo"]}
+    else:
+        raise CheckpointError(f"{path}: expected an S0 training ({TRAIN_KIND}) or policy ({POLICY_KIND}) "
+                              f"checkpoint, got kind {kind!r}")
+    keys = ["env.future_frames", "env.action_scale", "ppo.actor_hidden"]
+    check_config_matches(saved, to_dict(cfg), keys + (["ppo.critic_hidden"] if kind == TRAIN_KIND else []))
     if ckpt.meta["body"]["joint_names"] != env.body.joint_names:
         raise CheckpointError(f"{path}: trained for another body ({ckpt.meta['body']['name']})")
-    actor, critic = unflatten_state("actor", ckpt.tensors), unflatten_state("critic", ckpt.tensors)
-    had_vel = observation_config(ckpt.meta["config"]["env"])["actor_root_vel"]
+    actor = unflatten_state("actor", ckpt.tensors)
+    critic = unflatten_state("critic", ckpt.tensors) if kind == TRAIN_KIND else None
+    had_vel = observation_config(saved["env"])["actor_root_vel"]
     if cfg.env.actor_root_vel and not had_vel:  # add the velocity inputs, the function stays the same
         obs = env.get_observations()["policy"]
         at = actor["mlp.0.weight"].shape[1]  # the velocity is the actor's last input, before the critic group
         vel = obs[:, at:]
-        for state in (actor, critic):
+        for state in (actor, critic) if critic is not None else (actor,):
             _insert_inputs(state, at, vel.mean(0), vel.var(0).clamp(min=1e-2))
     elif had_vel != cfg.env.actor_root_vel:
         raise CheckpointError(f"{path}: trained with env.actor_root_vel={had_vel}; this run has "
                               f"{cfg.env.actor_root_vel} (inputs can be added to a policy, not removed)")
     alg.actor.load_state_dict(actor)
-    alg.critic.load_state_dict(critic)
+    if critic is not None:
+        alg.critic.load_state_dict(critic)
 
 
 def _insert_inputs(state: dict[str, torch.Tensor], at: int, mean: torch.Tensor, var: torch.Tensor) -> None:
@@ -191,7 +205,9 @@ def train_s0(cfg: TrainS0Config, progress: bool = True, tracker=None) -> dict:
         stack.callback(env.close)
         bar = tqdm(range(start, start + cfg.iterations), desc="train s0", disable=not progress)
         for it in bar:
-            stats = _iteration(alg, env, cfg.ppo.steps_per_env)
+            warming = it - start < cfg.critic_warmup
+            alg.actor.requires_grad_(not warming)  # warm-up: PPO's update trains the critic alone
+            stats = _iteration(alg, env, cfg.ppo.steps_per_env) | {"policy/actor_frozen": float(warming)}
             if tracker is not None:
                 tracker.log_metrics(stats, step=it + 1)
             bar.set_postfix(reward=f"{stats['episode/reward_per_step']:.3f}",
@@ -220,7 +236,7 @@ def _iteration(alg: PPO, env: TrackingEnv, steps: int) -> dict[str, float]:
                 logs.setdefault(key.strip("/"), []).append(float(value))
         collect = time.perf_counter() - t0
         alg.compute_returns(obs)
-    torch.set_num_threads(os.cpu_count() or 1)  # the simulation is idle during the update
+    torch.set_num_threads(len(os.sched_getaffinity(0)))  # the simulation is idle during the update
     losses = alg.update()
     torch.set_num_threads(1)
     total = time.perf_counter() - t0

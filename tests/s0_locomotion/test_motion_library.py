@@ -4,7 +4,7 @@ import pytest
 from s0_locomotion.motion import ClipError, Kinematics, load_clip, make_clip
 from s0_locomotion.motion.library import build_clip, clip_names
 from s0_locomotion.motion.ops import concat, mirror, time_scale
-from s0_locomotion.motion.procedural import THIGH, ProceduralError, leg_ik
+from s0_locomotion.motion.procedural import FOOT_CENTER, FOOT_HALF, GRAVITY, THIGH, ProceduralError, leg_ik
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,53 @@ def test_no_foot_sliding_in_stance_and_no_ground_penetration(library, body, kin)
         stance = (low[1:] < 1e-3) & (low[:-1] < 1e-3)  # sole on the floor at both frames
         assert stance.mean() > 0.5, clip.name
         assert speed[stance].max(initial=0.0) < 1e-3, f"{clip.name}: stance foot slides {speed[stance].max():.4f} m/s"
+
+
+WALKS = ["walk_slow", "walk", "walk_fast", "walk_backward", "side_step_left", "side_step_right", "turn_left",
+         "turn_right", "walk_arc_left", "walk_arc_right"]
+
+
+@pytest.fixture(scope="module")
+def balanced(body, kin):
+    return {name: build_clip(body, name, kin, balance=True) for name in WALKS}
+
+
+def _single_support_zmp(clip, body, kin) -> list[np.ndarray]:
+    """Cart-table ZMP (c - c''·h/g of the whole-body CoM by forward kinematics) in the stance sole's frame,
+    relative to the sole's centre, for every single-support frame: a list of (2,) vectors."""
+    com = kin.com_positions(clip.root_pos, clip.root_quat, clip.joint_pos)
+    acc = (com[2:] - 2 * com[1:-1] + com[:-2]) * clip.fps**2
+    zmp = com[1:-1, :2] - acc[:, :2] * com[:, 2].mean() / GRAVITY
+    low = np.stack([kin.geom_lowest_z(clip.root_pos, clip.root_quat, clip.joint_pos, (f,)) for f in body.feet], 1)
+    ids = [kin.model.body(f).id for f in body.feet]
+    out = []
+    for i, d in enumerate(kin.poses(clip.root_pos, clip.root_quat, clip.joint_pos)):
+        if i == 0 or i == clip.num_frames - 1 or (low[i] < 1e-3).sum() != 1:
+            continue
+        k = int(np.argmin(low[i]))  # the stance foot
+        rot = d.xmat[ids[k]].reshape(3, 3)[:2, :2]
+        out.append(rot.T @ (zmp[i - 1] - d.xpos[ids[k], :2]) - np.asarray(FOOT_CENTER[:2]))
+    return out
+
+
+def test_balanced_walks_keep_the_zmp_on_the_stance_foot(balanced, library, body, kin):
+    for name, clip in balanced.items():
+        local = np.abs(np.stack(_single_support_zmp(clip, body, kin)))
+        assert len(local) > 20, name
+        assert local[:, 0].max() < FOOT_HALF[0] - 0.02, f"{name}: ZMP {local[:, 0].max():.3f} m along the sole"
+        assert local[:, 1].max() < FOOT_HALF[1] - 0.02, f"{name}: ZMP {local[:, 1].max():.3f} m across the sole"
+        # the feet are the same footsteps as the commanded-path walk's; only the pelvis moves
+        np.testing.assert_allclose(clip.body_pos[:, [clip.body_index(f) for f in body.feet]],
+                                   library[name].body_pos[:, [library[name].body_index(f) for f in body.feet]],
+                                   atol=1e-6, err_msg=name)
+    # the commanded-path walk keeps the CoM between the feet: the ZMP leaves the sole sideways
+    plain = np.abs(np.stack(_single_support_zmp(library["walk"], body, kin)))
+    assert plain[:, 1].max() > FOOT_HALF[1]
+
+
+def test_balanced_walks_neither_slide_nor_sink(balanced, body, kin):
+    test_no_foot_sliding_in_stance_and_no_ground_penetration(balanced, body, kin)
+    test_locomotion_goes_where_commanded(balanced)
 
 
 def test_locomotion_goes_where_commanded(library):

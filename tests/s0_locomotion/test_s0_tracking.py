@@ -157,6 +157,27 @@ def test_fine_tuning_adds_the_velocity_inputs_without_changing_the_actor(tmp_pat
         train_s0(back, progress=False)
 
 
+def test_fine_tuning_from_a_policy_freezes_the_actor_while_the_fresh_critic_warms_up(tmp_path):
+    from infra.checkpoint import CheckpointError
+    from s0_locomotion.tracking.train import train_s0
+
+    train_s0(_train_cfg(tmp_path / "old", iterations=1), progress=False)
+    old = S0Policy(tmp_path / "old" / "policy.safetensors")
+    init = tmp_path / "old" / "policy.safetensors"  # the actor alone: no critic, no optimiser
+    stats = train_s0(_train_cfg(tmp_path / "warm", iterations=2, critic_warmup=2, init=init), progress=False)
+    warm = S0Policy(tmp_path / "warm" / "policy.safetensors")
+    assert stats["policy/actor_frozen"] == 1.0 and stats["loss/value"] > 0
+    for (wa, ba), (wb, bb) in zip(old.weights, warm.weights):  # two PPO updates, the actor's weights untouched
+        torch.testing.assert_close(wa, wb, rtol=0, atol=0)
+        torch.testing.assert_close(ba, bb, rtol=0, atol=0)
+    train_s0(_train_cfg(tmp_path / "tuned", iterations=1, critic_warmup=0, init=init), progress=False)
+    tuned = S0Policy(tmp_path / "tuned" / "policy.safetensors")
+    assert any(not torch.equal(wa, wb) for (wa, _), (wb, _) in zip(old.weights, tuned.weights))
+    with pytest.raises(CheckpointError, match="ppo.actor_hidden"):
+        train_s0(_train_cfg(tmp_path / "wide", iterations=1, init=init, **{"ppo.actor_hidden": "[32, 32]"}),
+                 progress=False)
+
+
 def test_policy_file_reproduces_the_trained_actor(tmp_path):
     from rsl_rl.algorithms import PPO
 
