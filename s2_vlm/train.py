@@ -74,6 +74,17 @@ def _shift(images: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor
                   rows[:, None, :, None], cols[:, None, None, :]].to(torch.uint8)
 
 
+def drop_words(text: str, p: float, rng: np.random.Generator) -> str:
+    """``text`` with each word left out with probability ``p``; at least one word is kept."""
+    words = text.split()
+    if p <= 0 or len(words) < 2:
+        return text
+    keep = rng.random(len(words)) >= p
+    if not keep.any():
+        keep[rng.integers(len(words))] = True
+    return " ".join(w for w, k in zip(words, keep) if k)
+
+
 def batch(d: S2Data, idx: np.ndarray, image_idx: np.ndarray) -> tuple[torch.Tensor, list[str], dict]:
     image = torch.from_numpy(d.images[image_idx]).permute(0, 3, 1, 2).contiguous()
     targets = {"z": torch.from_numpy(d.z[idx]), "bearing": torch.from_numpy(d.bearing[idx]),
@@ -150,6 +161,7 @@ def train_s2(cfg: TrainS2Config, data: S2Data, held: S2Data | None = None, meta:
             group["lr"] = lr
         idx = rng.integers(0, len(data), cfg.batch_size)
         image, texts, targets = batch(data, idx, lagged_indices(idx, data.frame, cfg.max_image_lag, rng))
+        texts = [drop_words(t, cfg.word_dropout, rng) for t in texts]
         loss, logs = s2_loss(model(_shift(image, cfg.shift_px, gen), texts), targets, cfg.weights)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -293,3 +293,22 @@ def test_hf_adapter_bad_paths_name_the_path_and_what_was_expected(tmp_path):
         make(tmp_path)
     with pytest.raises(NotADirectoryError, match="README.md is not a directory"):
         make(tmp_path / "README.md")
+
+
+def test_word_dropout_keeps_a_word_and_drops_each_at_its_rate():
+    import numpy as np
+
+    from s2_vlm.train import drop_words
+
+    rng = np.random.default_rng(0)
+    text = "say hi with your right hand"
+    assert drop_words(text, 0.0, rng) == text and drop_words("squat", 0.9, rng) == "squat"
+    outs = [drop_words(text, 0.5, rng) for _ in range(4000)]
+    assert all(o and set(o.split()) <= set(text.split()) for o in outs)
+    for word in text.split():  # each word kept about half the time
+        assert abs(np.mean([word in o.split() for o in outs]) - 0.5) < 0.04, word
+    assert all(o.split() == [w for w in text.split() if w in o.split()] for o in outs)  # order kept
+    with pytest.raises(ValueError, match="word_dropout"):
+        from infra.config.s2 import TrainS2Config
+
+        TrainS2Config(word_dropout=1.0)
