@@ -92,14 +92,21 @@ def test_motion_list_show_and_render(tmp_path):
 
 def test_eval_s0_reports_the_phc_metrics(tmp_path):
     # checkpoint=none: zero residual, the PD tracks the reference joints on its own; a still stand succeeds.
-    out = humanoid("eval", "s0", "--json", "checkpoint=none", "env.clips=[stand, hands_point]", "randomize=false",
-                   "episodes=1", cwd=tmp_path)
+    # A walk under PD alone falls within a few seconds: survived_s is the time to that fall.
+    out = humanoid("eval", "s0", "--json", "checkpoint=none", "env.clips=[stand, hands_point, walk]",
+                   "randomize=false", "episodes=1", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
     assert set(r) >= {"success_rate", "mpjpe_mm", "joint_error_rad", "hand_joint_error_rad", "root_drift_m",
-                      "episodes", "per_clip"}
-    assert r["episodes"] == 2 and set(r["per_clip"]) == {"stand", "hands_point"}
+                      "survived_s", "episodes", "per_clip"}
+    assert r["episodes"] == 3 and set(r["per_clip"]) == {"stand", "hands_point", "walk"}
     assert r["per_clip"]["stand"]["success_rate"] == 1.0 and r["per_clip"]["stand"]["mpjpe_mm"] < 40
+    from s0_locomotion.body import Body
+    from s0_locomotion.motion.library import build_clip
+
+    stand = build_clip(Body(), "stand")
+    assert r["per_clip"]["stand"]["survived_s"] == pytest.approx(stand.duration, abs=0.03)  # the whole clip
+    assert r["per_clip"]["walk"]["success_rate"] == 0.0 and 0.5 < r["per_clip"]["walk"]["survived_s"] < 4.0
     assert r["per_clip"]["hands_point"]["hand_joint_error_rad"] > r["per_clip"]["stand"]["hand_joint_error_rad"]
     out = humanoid("eval", "s0", "checkpoint=nope.safetensors", cwd=tmp_path)
     assert out.returncode == 2 and "nope.safetensors" in out.stderr
