@@ -4,12 +4,12 @@ Locomotion comes from a footstep plan: the pelvis follows a commanded planar vel
 yaw rate) that ramps up from standing and back down; each foot is planted where the pelvis will be at the
 middle of that foot's next stance, swings on a minimum-jerk arc, and stays exactly where it landed while
 in stance. Leg angles come from closed-form inverse kinematics that keeps the soles flat, so stance feet
-neither slide nor sink (tests check both through forward kinematics). The pelvis does not simply follow the
-commanded path: its horizontal position is set so that the whole-body centre of mass follows a linear
-inverted pendulum over a zero-moment-point plan on the footsteps (Kajita et al. 2003: the ZMP on the stance
-foot's centre in single support, moving across in double support), so the reference is dynamically
-consistent: its centre of mass sways over each stance foot instead of staying midway between the feet with
-nothing under it when a foot lifts. Upper-body motions (wave, reach,
+neither slide nor sink (tests check both through forward kinematics). By default the pelvis follows the
+commanded path. With ``Gait.balance`` its horizontal position is set instead so that the whole-body centre of
+mass follows a linear inverted pendulum over a zero-moment-point plan on the footsteps (Kajita et al. 2003:
+the ZMP on the stance foot's centre in single support, moving across in double support), so the reference
+is dynamically consistent: its centre of mass sways over each stance foot instead of staying midway between
+the feet with nothing under it when a foot lifts. Upper-body motions (wave, reach,
 arms up, hand poses, squat) are minimum-jerk blends between key poses on top of the standing legs.
 
 All clips run at 50 Hz (S0's control rate) and start and end in the standing pose, so they concatenate.
@@ -182,7 +182,7 @@ def zmp_reference(t: np.ndarray, feet: list[tuple[np.ndarray, np.ndarray]], path
     points, swing = [], []
     for ankle, yaw in feet:
         fwd = np.stack([np.cos(yaw), np.sin(yaw)], axis=-1)
-        centre = ankle[:, :2] + FOOT_CENTER[0] * fwd + FOOT_CENTER[1] * fwd[:, ::-1] * [-1.0, 1.0]
+        centre = ankle[:, :2] + rot2d(yaw, np.tile(FOOT_CENTER[:2], (len(t), 1)))
         along = np.clip(np.sum((path - centre) * fwd, axis=-1), -roll, roll)
         points.append(centre + along[:, None] * fwd)
         swing.append(ankle[:, 2] > ANKLE_HEIGHT + 1e-9)
@@ -248,16 +248,16 @@ def locomotion(body: Body, name: str, g: Gait, kin: Kinematics | None = None, se
         return pose
 
     pose = pose_for(root)
+    quat = yaw_quat(yaw)
     if g.balance:
         kin = kin or Kinematics(body)
-        quat = yaw_quat(yaw)
         com = kin.com_positions(root, quat, pose)
         target = lipm_com(zmp_reference(t, feet, pos, g.zmp_shift), 1 / FPS, float(com[:, 2].mean()))
         for _ in range(4):  # the legs move less than the pelvis, so the CoM follows it by a fixed point
             root[:, :2] += target - com[:, :2]
             pose = pose_for(root)
             com = kin.com_positions(root, quat, pose)
-    return make_clip(body, name, FPS, root, yaw_quat(yaw), _clamp(body, pose), source="procedural:locomotion",
+    return make_clip(body, name, FPS, root, quat, _clamp(body, pose), source="procedural:locomotion",
                      kinematics=kin, meta={"gait": g.__dict__})
 
 
