@@ -49,7 +49,9 @@ def collect(cfg: CollectConfig, progress: bool = True, tracker=None) -> dict:
     """Record ``cfg.episodes`` successful-or-not (but upright) teacher episodes into ``cfg.out``."""
     runner = LockstepRunner(cfg.stack)
     body = runner.body
-    teacher, goal = TeacherLayer(body, cfg.stack.rates.horizon, runner.backend.ctrl_dt), GoalParamsLayer()
+    balance = runner.balanced_gait  # the teacher walks the way its S0 was trained to
+    teacher = TeacherLayer(body, cfg.stack.rates.horizon, runner.backend.ctrl_dt, balance)
+    goal = GoalParamsLayer()
     driver = teacher
     if cfg.policy:
         from s1_policy.policy import S1Policy
@@ -99,6 +101,7 @@ def collect(cfg: CollectConfig, progress: bool = True, tracker=None) -> dict:
     finally:
         runner.close()
     stats["wall_s"] = round(time.perf_counter() - t0, 1)
+    stats["balanced_gait"] = balance
     stats["driver"] = cfg.policy or "teacher"  # the success counts are the driver's
     stats["teacher_success_by_family"] = {f: round(float(np.mean(v)), 3) for f, v in sorted(per_family.items())}
     stats["out"] = str(Path(root))

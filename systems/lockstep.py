@@ -151,6 +151,11 @@ class LockstepRunner:
         self.s0 = S0Controller(policy, self.body, dt)
         self.broker = ChunkBroker(cfg.rates.blend_frames)
 
+    @property
+    def balanced_gait(self) -> bool:
+        """Whether its S0 was trained on balanced walks (``env.balanced_gait``): the teacher then walks so."""
+        return self.s0.policy is not None and self.s0.policy.balanced_gait
+
     def run(self, task: Task, s1: ChunkLayer, s2: GoalLayer, record: Callable[[Tick], None] | None = None,
             video_every: int = 0, max_seconds: float | None = None) -> EpisodeResult:
         """One episode: reset the world to ``task.layout``, tick the layers until success, a fall or the

@@ -38,13 +38,13 @@ def _turn(body: Body, kin: Kinematics, angle: float) -> MotionClip:
                                          arm_swing=0.0, steady=steady, ramp=ramp), kin, settle=1.0)
 
 
-def _walk(body: Body, kin: Kinematics, distance: float) -> MotionClip:
-    """Walk ``distance`` m straight (negative = backward)."""
+def _walk(body: Body, kin: Kinematics, distance: float, balance: bool = False) -> MotionClip:
+    """Walk ``distance`` m straight (negative = backward); ``balance``: the ZMP-planned pelvis (``Gait.balance``)."""
     speed = WALK_SPEED if distance >= 0 else -BACK_SPEED
     ramp = 1.0
     steady = max(0.0, abs(distance / speed) - ramp)
     gait = Gait(vx=speed, cycle=1.2 if distance >= 0 else 1.1, pelvis_height=0.92 if distance >= 0 else 0.91,
-                steady=steady, ramp=ramp)
+                steady=steady, ramp=ramp, balance=balance)
     return locomotion(body, "walk", gait, kin, settle=1.0)
 
 
@@ -69,12 +69,16 @@ def _stand(body: Body, kin: Kinematics, seconds: float) -> MotionClip:
 
 
 class ScriptedTeacher:
-    """Task + privileged state -> MotionChunks (an S1 stand-in). Rate: S1's; chunks of ``horizon`` frames."""
+    """Task + privileged state -> MotionChunks (an S1 stand-in). Rate: S1's; chunks of ``horizon`` frames.
 
-    def __init__(self, body: Body, horizon: int = 16, frame_dt: float = 1.0 / FPS) -> None:
+    ``balance``: walk with the ZMP-planned pelvis (``Gait.balance``), as an S0 trained with
+    ``env.balanced_gait=true`` expects; :func:`systems.collect.collect` takes it from the S0 checkpoint.
+    """
+
+    def __init__(self, body: Body, horizon: int = 16, frame_dt: float = 1.0 / FPS, balance: bool = False) -> None:
         if abs(frame_dt - 1.0 / FPS) > 1e-9:
             raise ValueError(f"teacher: the procedural generator runs at {FPS} Hz, S0 at {1 / frame_dt} Hz")
-        self.body, self.horizon, self.frame_dt = body, horizon, frame_dt
+        self.body, self.horizon, self.frame_dt, self.balance = body, horizon, frame_dt, balance
         self.kin = Kinematics(body)
         self.plan: MotionClip | None = None
 
@@ -96,13 +100,13 @@ class ScriptedTeacher:
             if abs(bearing) > np.deg2rad(8) or f == "face":
                 parts.append(_turn(body, kin, bearing))
             if f == "walk_to":
-                parts.append(_walk(body, kin, max(0.3, dist - STOP_SHORT_M)))
+                parts.append(_walk(body, kin, max(0.3, dist - STOP_SHORT_M), self.balance))
             if f == "point_at":
                 parts.append(_point(body, kin, "left" if bearing > np.deg2rad(30) else "right"))
         elif f in ("turn_left", "turn_right"):
             parts.append(_turn(body, kin, np.pi / 2 * (1 if f == "turn_left" else -1)))
         elif f in ("walk_forward", "walk_backward"):
-            parts.append(_walk(body, kin, 1.5 if f == "walk_forward" else -1.3))
+            parts.append(_walk(body, kin, 1.5 if f == "walk_forward" else -1.3, self.balance))
         elif f == "arms_up":
             parts.append(_arms_up(body, kin, task.time_limit_s))
         elif f in ("wave_left", "wave_right", "squat"):
@@ -134,8 +138,8 @@ class ScriptedTeacher:
 class TeacherLayer(ChunkLayer):
     """The scripted teacher in S1's place in the lockstep runner (privileged state in, chunks out)."""
 
-    def __init__(self, body: Body, horizon: int = 16, frame_dt: float = 1.0 / FPS) -> None:
-        self.teacher = ScriptedTeacher(body, horizon, frame_dt)
+    def __init__(self, body: Body, horizon: int = 16, frame_dt: float = 1.0 / FPS, balance: bool = False) -> None:
+        self.teacher = ScriptedTeacher(body, horizon, frame_dt, balance)
 
     def reset(self, task: Task, privileged: Privileged) -> None:
         self.t0 = privileged.time

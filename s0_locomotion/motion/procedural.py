@@ -200,6 +200,9 @@ def zmp_reference(t: np.ndarray, feet: list[tuple[np.ndarray, np.ndarray]], path
     return weight * points[0] + (1 - weight) * points[1]
 
 
+BALANCE_REST_S = 0.4  # s a balanced walk stands after the ZMP is back between the feet
+
+
 def lipm_com(zmp: np.ndarray, dt: float, height: float) -> np.ndarray:
     """(T, 2) centre-of-mass path whose linear-inverted-pendulum ZMP, c - c''·h/g, is ``zmp`` (T, 2).
 
@@ -219,7 +222,11 @@ def lipm_com(zmp: np.ndarray, dt: float, height: float) -> np.ndarray:
 
 
 def locomotion(body: Body, name: str, g: Gait, kin: Kinematics | None = None, settle: float = 1.5) -> MotionClip:
-    """A walking clip: stand, accelerate, walk at (vx, vy, yaw_rate), decelerate, settle and stand."""
+    """A walking clip: stand, accelerate, walk at (vx, vy, yaw_rate), decelerate, settle and stand.
+
+    The steps go on for one stride after the commanded motion stops. A balanced clip is made longer than
+    ``settle`` asks when its last step would land less than ``zmp_shift + BALANCE_REST_S`` before the end
+    (the centre of mass must be back between the feet by the last frame)."""
     duration = 0.5 + 2 * g.ramp + g.steady + settle
     t = np.arange(int(round(duration * FPS)) + 1) / FPS
     pos, yaw = _integrate_pelvis(g, t, 1 / FPS)
@@ -232,6 +239,11 @@ def locomotion(body: Body, name: str, g: Gait, kin: Kinematics | None = None, se
     root = np.concatenate([pos, height[:, None]], axis=1)
     sides = ((1.0, "left", 0.0), (-1.0, "right", 0.5))
     feet = [_foot_track(g, t, pos, yaw, side, phase0, moving) for side, _, phase0 in sides]
+    if g.balance:  # the ZMP must be back between the feet, and the CoM over it, before the clip ends
+        last_swing = max(np.flatnonzero(ankle[:, 2] > ANKLE_HEIGHT + 1e-9).max(initial=0) for ankle, _ in feet)
+        end = last_swing / FPS + g.zmp_shift + BALANCE_REST_S
+        if end > t[-1] + 1e-9:
+            return locomotion(body, name, g, kin, settle + end - t[-1])
 
     def pose_for(root: np.ndarray) -> np.ndarray:
         pose = np.tile(body.default_pose.astype(np.float64), (len(t), 1))

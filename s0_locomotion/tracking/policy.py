@@ -40,6 +40,7 @@ class S0Policy:
         self.observation_config = observation_config(self.meta["config"])
         self.action_scale = self.observation_config["action_scale"]
         self.actor_root_vel = self.observation_config["actor_root_vel"]
+        self.balanced_gait = bool(self.meta["config"].get("balanced_gait", False))  # the walks it was trained on
         if self.obs_dim != self.meta["obs_dim"]:
             raise ValueError(f"{path}: network input {self.obs_dim} != recorded obs_dim {self.meta['obs_dim']}")
 

@@ -9,6 +9,7 @@ import pytest
 
 from infra.config.schemas import SceneConfig
 from infra.config.stack import RatesConfig, StackConfig
+from s0_locomotion.motion.procedural import FPS
 from systems.lockstep import LockstepRunner
 from systems.tasks import sample_task, task_rng, task_scene
 from systems.teacher import GoalParamsLayer, TeacherLayer
@@ -59,7 +60,7 @@ def test_deterministic_for_a_seed(runner):
 
 @pytest.mark.parametrize("family", ["arms_up", "squat", "wave_right"])
 def test_teacher_with_trained_s0_succeeds(runner, family):
-    result = runner.run(_task(family), TeacherLayer(runner.body), GoalParamsLayer())
+    result = runner.run(_task(family), TeacherLayer(runner.body, balance=runner.balanced_gait), GoalParamsLayer())
     assert result.success and not result.fell, result
 
 
@@ -67,9 +68,32 @@ def test_teacher_demonstration_of_arms_up_stands_to_the_time_limit(runner):
     """Collection records whole episodes (no stop at success) and cuts falls; with the library's -2.9 rad
     clip the body fell at about 3.5 s in every episode, and no arms_up demonstration survived the cut."""
     task = _task("arms_up")
-    result = runner.run(task, TeacherLayer(runner.body), GoalParamsLayer(), record=lambda tick: None)
+    teacher = TeacherLayer(runner.body, balance=runner.balanced_gait)
+    result = runner.run(task, teacher, GoalParamsLayer(), record=lambda tick: None)
     assert result.success and not result.fell
     assert result.duration_s == pytest.approx(task.time_limit_s, abs=0.05)
+
+
+@pytest.mark.parametrize("family", ["walk_forward", "walk_to"])
+def test_balanced_teacher_sways_the_pelvis_over_the_stance_foot(runner, family):
+    """With ``balance`` the teacher's walks are the ZMP-planned ones: the pelvis sways sideways over each
+    stance foot (8-11 cm peak to peak in the library's walks); without it the pelvis follows the commanded
+    straight path. The lateral offset is taken across the plan's own direction of travel."""
+    task = _task(family)
+    objects = {obj.name: xy[:2] for obj, xy in zip(task_scene(SceneConfig()).objects, task.layout, strict=True)}
+
+    def lateral_sway(balance: bool) -> float:
+        teacher = TeacherLayer(runner.body, balance=balance).teacher
+        plan = teacher.reset(task, objects, np.zeros(2), 0.0)
+        walking = np.linalg.norm(np.gradient(teacher.xy, axis=0), axis=1) * FPS > 0.2
+        xy = teacher.xy[walking]
+        direction = (xy[-1] - xy[0]) / np.linalg.norm(xy[-1] - xy[0])
+        side = (xy - xy[0]) @ np.array([-direction[1], direction[0]])
+        assert plan.num_frames > 0
+        return float(side.max() - side.min())
+
+    assert lateral_sway(True) > 0.05
+    assert lateral_sway(False) < 0.02
 
 
 def test_records_what_s1_will_see(runner):
