@@ -185,6 +185,9 @@ class EvalS0Config:
     """episodes per clip; 0 = one per world slot rounded to the clip count"""
     randomize: bool = True
     """domain randomisation during evaluation"""
+    balanced_gait: bool | None = None
+    """the library's walks: balanced (true) or on the commanded path (false); unset = the walks the checkpoint
+    was trained on (its env.balanced_gait), or env.balanced_gait without a checkpoint"""
 
 
 @dataclass

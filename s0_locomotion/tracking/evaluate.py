@@ -29,7 +29,7 @@ def evaluate_s0(cfg: EvalS0Config, policy: S0Policy | None) -> dict:
     """Run ``episodes`` per clip (all worlds in parallel); ``policy=None`` tracks with zero residual (PD only)."""
     torch.set_num_threads(1)
     body = Body(cfg.env.body)
-    clips = load_motions(cfg.env.clips or clip_names(), body, cfg.env.balanced_gait)
+    clips = load_motions(cfg.env.clips or clip_names(), body, eval_balanced_gait(cfg, policy))
     episodes = max(1, cfg.episodes)
     jobs = [(c, e) for c in range(len(clips)) for e in range(episodes)]
     env_cfg = dataclasses.replace(cfg.env, randomize=dataclasses.replace(cfg.env.randomize, enabled=cfg.randomize),
@@ -48,6 +48,14 @@ def evaluate_s0(cfg: EvalS0Config, policy: S0Policy | None) -> dict:
     finally:
         env.close()
     return _summarize(rows, [c.name for c in clips], [c for c, _ in jobs], episodes)
+
+
+def eval_balanced_gait(cfg: EvalS0Config, policy: S0Policy | None) -> bool:
+    """Whether the library's walks are the balanced ones: ``cfg.balanced_gait`` when set, else the walks the
+    policy was trained on, else ``cfg.env.balanced_gait``."""
+    if cfg.balanced_gait is not None:
+        return cfg.balanced_gait
+    return policy.balanced_gait if policy is not None else cfg.env.balanced_gait
 
 
 def _run_batch(env: TrackingEnv, policy: S0Policy | None, clip_ids: list[int], hands: list[int]) -> list[dict]:

@@ -133,6 +133,22 @@ def test_resume_continues_with_the_same_state(tmp_path):
     torch.testing.assert_close(a.mean, b.mean, rtol=0, atol=0)
 
 
+def test_a_policy_records_the_walks_it_was_trained_on_and_eval_uses_them(tmp_path):
+    from infra.config.s0 import EvalS0Config
+    from s0_locomotion.tracking.evaluate import eval_balanced_gait
+    from s0_locomotion.tracking.train import train_s0
+
+    train_s0(_train_cfg(tmp_path / "bal", iterations=1, **{"env.balanced_gait": "true"}), progress=False)
+    train_s0(_train_cfg(tmp_path / "plain", iterations=1), progress=False)
+    bal, plain = (S0Policy(tmp_path / name / "policy.safetensors") for name in ("bal", "plain"))
+    assert bal.balanced_gait and not plain.balanced_gait
+    cfg = load_config(EvalS0Config)
+    assert eval_balanced_gait(cfg, bal) and not eval_balanced_gait(cfg, plain)
+    assert not eval_balanced_gait(load_config(EvalS0Config, ["balanced_gait=false"]), bal)  # explicit wins
+    assert eval_balanced_gait(load_config(EvalS0Config, ["balanced_gait=true"]), plain)
+    assert eval_balanced_gait(load_config(EvalS0Config, ["env.balanced_gait=true"]), None)  # PD only
+
+
 def test_fine_tuning_adds_the_velocity_inputs_without_changing_the_actor(tmp_path):
     from infra.checkpoint import CheckpointError
     from s0_locomotion.tracking.train import build_ppo, init_weights, make_env, train_s0

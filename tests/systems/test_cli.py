@@ -100,6 +100,7 @@ def test_eval_s0_reports_the_phc_metrics(tmp_path):
     assert set(r) >= {"success_rate", "mpjpe_mm", "joint_error_rad", "hand_joint_error_rad", "root_drift_m",
                       "survived_s", "episodes", "per_clip"}
     assert r["episodes"] == 3 and set(r["per_clip"]) == {"stand", "hands_point", "walk"}
+    assert r["balanced_gait"] is False  # checkpoint=none: env.balanced_gait, false by default
     assert r["per_clip"]["stand"]["success_rate"] == 1.0 and r["per_clip"]["stand"]["mpjpe_mm"] < 40
     from s0_locomotion.body import Body
     from s0_locomotion.motion.library import build_clip
