@@ -150,6 +150,7 @@ class Context:
     prefix: Tensor
     kv: list[tuple[Tensor, Tensor]]
     cond: Tensor | None = None  # (B, d) added to every action token (``S1ModelConfig.goal_to_actions``)
+    guided: bool = False  # the batch is 2B: B samples with their z, then the same B with the "no goal" z
 
     def condition(self, tokens: Tensor) -> Tensor:
         """Action tokens (B, T, d) plus the per-sample conditioning, if any."""
@@ -158,6 +159,11 @@ class Context:
     @property
     def batch(self) -> int:
         return self.prefix.shape[0]
+
+    @property
+    def samples(self) -> int:
+        """Chunks this Context samples: its batch, or half of it when guided."""
+        return self.batch // 2 if self.guided else self.batch
 
 
 def _split_heads(x: Tensor, heads: int) -> Tensor:
@@ -308,8 +314,8 @@ class ActionHead(nn.Module, ABC):
         """actions (B, H, A) normalised -> (scalar loss, metrics)."""
 
     @abstractmethod
-    def sample(self, ctx: Context, generator: torch.Generator | None = None) -> Tensor:
-        """-> (B, H, A) normalised chunk."""
+    def sample(self, ctx: Context, generator: torch.Generator | None = None, guidance: float = 1.0) -> Tensor:
+        """-> (B, H, A) normalised chunk. ``guidance`` != 1 (a guided Context): classifier-free guidance."""
 
     @property
     def sample_steps(self) -> int:
@@ -321,8 +327,12 @@ class ActionHead(nn.Module, ABC):
         frame, so it has nothing to set."""
 
     def _noise(self, ctx: Context, generator: torch.Generator | None) -> Tensor:
-        return torch.randn((ctx.batch, self.horizon, self.action_dim), generator=generator,
+        return torch.randn((ctx.samples, self.horizon, self.action_dim), generator=generator,
                            device=ctx.prefix.device, dtype=ctx.prefix.dtype)
+
+    def _unguided(self, ctx: Context, guidance: float) -> None:
+        if ctx.guided or guidance != 1.0:
+            raise ValueError(f"{type(self).__name__}: classifier-free guidance is implemented for the flow head only")
 
 
 class _DenoiserHead(ActionHead):
@@ -369,11 +379,19 @@ class FlowHead(_DenoiserHead):
             raise ValueError(f"FlowHead: sample steps must be >= 1, got {steps}")
         self.steps = steps
 
-    def sample(self, ctx: Context, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, ctx: Context, generator: torch.Generator | None = None, guidance: float = 1.0) -> Tensor:
+        """Euler integration of the predicted velocity; with a guided Context (batch 2B: with z, then without)
+        the velocity is v(no goal) + guidance·(v(z) − v(no goal)), both halves in one batched pass."""
+        if ctx.guided != (guidance != 1.0):
+            raise ValueError(f"FlowHead.sample: guidance {guidance} needs a guided Context, and only then")
         mods = self.step_modulations([k / self.steps for k in range(self.steps)], ctx.batch, ctx.prefix.device)
 
         def velocity(x: Tensor, tau: float) -> Tensor:
-            return self.predict(x, None, ctx, mods[round(tau * self.steps)])  # tau = k / steps
+            mod = mods[round(tau * self.steps)]  # tau = k / steps
+            if not ctx.guided:
+                return self.predict(x, None, ctx, mod)
+            v_goal, v_none = self.predict(torch.cat([x, x]), None, ctx, mod).chunk(2)
+            return torch.lerp(v_none, v_goal, guidance)
 
         return euler_integrate(velocity, self._noise(ctx, generator), self.steps)
 
@@ -409,7 +427,8 @@ class DiffusionHead(_DenoiserHead):
             raise ValueError(f"DiffusionHead: sample steps must be in 1..{self.train_steps}, got {steps}")
         self.timesteps = ddpm_sample_timesteps(self.train_steps, steps)
 
-    def sample(self, ctx: Context, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, ctx: Context, generator: torch.Generator | None = None, guidance: float = 1.0) -> Tensor:
+        self._unguided(ctx, guidance)
         x = self._noise(ctx, generator)  # x_{T-1} ~ N(0, I)
         ab = self._alpha_bar_list
         mods = self.step_modulations([t / self.train_steps for t in self.timesteps], ctx.batch, ctx.prefix.device)
@@ -463,7 +482,8 @@ class TokenHead(ActionHead):
         acc = (logits.argmax(-1) == tokens).float().mean()
         return loss, {"loss/tokens": loss.item(), "tokens/accuracy": acc.item()}
 
-    def sample(self, ctx: Context, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, ctx: Context, generator: torch.Generator | None = None, guidance: float = 1.0) -> Tensor:
+        self._unguided(ctx, guidance)
         inputs = self.bos.expand(ctx.batch, 1, -1)  # (B, 1, d)
         frames = []
         for _ in range(self.horizon):

@@ -14,6 +14,7 @@ samplers only run the H action tokens on each step. Conventions (flow time, DDPM
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -96,6 +97,10 @@ class S1Model(nn.Module):
         self.proprio_token = _mlp(cfg.proprio_dim, cfg.width)
         self.z_token = _mlp(cfg.z_dim, cfg.width)
         self.z_actions = _mlp(cfg.z_dim, cfg.width) if cfg.goal_to_actions else None
+        if cfg.goal_dropout > 0:  # the "no goal" embeddings that stand in for z (classifier-free guidance)
+            self.null_z_token = nn.Parameter(torch.zeros(cfg.width))
+            self.null_z_actions = nn.Parameter(torch.zeros(cfg.width)) if cfg.goal_to_actions else None
+        self.guidance = cfg.guidance  # the sampling weight; S1Policy may set another at run time
         n_prefix = self.image_encoder.num_tokens + 2
         self.prefix_pos = nn.Parameter(0.02 * torch.randn(n_prefix, cfg.width))  # (L, d): token type + position
         self.prefix_blocks = nn.ModuleList(
@@ -116,15 +121,34 @@ class S1Model(nn.Module):
             raise ValueError(f"S1Model: batch sizes differ: image {image.shape[0]}, proprio {proprio.shape[0]}, "
                              f"z {z.shape[0]}")
 
-    def encode(self, image: Tensor, proprio: Tensor, z: Tensor) -> Context:
-        """(B,3,H,W) image, (B,P) proprio, (B,D) z -> Context (prefix (B, L, d) + per-layer K/V)."""
+    def encode(self, image: Tensor, proprio: Tensor, z: Tensor, drop: Tensor | None = None) -> Context:
+        """(B,3,H,W) image, (B,P) proprio, (B,D) z -> Context (prefix (B, L, d) + per-layer K/V).
+
+        ``drop`` (B,) bool: where true, z is replaced by the learned "no goal" embeddings (``goal_dropout``)."""
         self._check_inputs(image, proprio, z)
+        z_tok = self.z_token(z.float())
+        cond = self.z_actions(z.float()) if self.z_actions is not None else None
+        if drop is not None:
+            if self.config.goal_dropout <= 0:
+                raise ValueError("S1Model.encode: drop= needs a model trained with goal_dropout > 0")
+            z_tok = torch.where(drop[:, None], self.null_z_token, z_tok)
+            if cond is not None:
+                cond = torch.where(drop[:, None], self.null_z_actions, cond)
         prefix = torch.cat([self.image_encoder(image), self.proprio_token(proprio.float())[:, None],
-                            self.z_token(z.float())[:, None]], dim=1) + self.prefix_pos  # (B, L, d)
+                            z_tok[:, None]], dim=1) + self.prefix_pos  # (B, L, d)
         for block in self.prefix_blocks:
             prefix = block(prefix)
-        cond = self.z_actions(z.float()) if self.z_actions is not None else None
         return Context(prefix=prefix, kv=self.head.cache_kv(prefix), cond=cond)
+
+    def encode_for_sampling(self, image: Tensor, proprio: Tensor, z: Tensor) -> Context:
+        """The Context :meth:`sample` needs: :meth:`encode`'s, or with guidance (w != 1) the batch twice, first
+        with z and then with the "no goal" embeddings (``Context.guided``)."""
+        if self.guidance == 1.0:
+            return self.encode(image, proprio, z)
+        b = image.shape[0]
+        drop = torch.arange(2 * b, device=image.device) >= b
+        ctx = self.encode(image.repeat(2, 1, 1, 1), proprio.repeat(2, 1), z.repeat(2, 1), drop)
+        return dataclasses.replace(ctx, guided=True)
 
     def loss(self, image: Tensor, proprio: Tensor, z: Tensor, actions: Tensor) -> tuple[Tensor, dict[str, float]]:
         """Training loss on normalised chunks actions (B, H, A) -> (scalar, metrics named ``loss/...``)."""
@@ -132,7 +156,10 @@ class S1Model(nn.Module):
         if actions.shape[1:] != (cfg.horizon, cfg.action_dim) or actions.shape[0] != image.shape[0]:
             raise ValueError(f"S1Model: actions must be (B, {cfg.horizon}, {cfg.action_dim}) with B = "
                              f"{image.shape[0]}, got {tuple(actions.shape)}")
-        return self.head.loss(self.encode(image, proprio, z), actions.float())
+        drop = None
+        if self.training and cfg.goal_dropout > 0:
+            drop = torch.rand(image.shape[0], device=image.device) < cfg.goal_dropout
+        return self.head.loss(self.encode(image, proprio, z, drop), actions.float())
 
     def forward(self, image: Tensor, proprio: Tensor, z: Tensor, actions: Tensor) -> tuple[Tensor, dict]:
         """Same as :meth:`loss` (so wrappers such as DDP see the training step)."""
@@ -141,12 +168,16 @@ class S1Model(nn.Module):
     @torch.no_grad()
     def sample(self, ctx: Context | Tensor, proprio: Tensor | None = None, z: Tensor | None = None, *,
                generator: torch.Generator | None = None) -> Tensor:
-        """One normalised chunk (B, H, A) from a Context, or from raw inputs ``sample(image, proprio, z)``."""
+        """One normalised chunk (B, H, A) from a Context (:meth:`encode_for_sampling`'s), or from raw inputs
+        ``sample(image, proprio, z)``; with classifier-free guidance when ``self.guidance`` != 1."""
         if not isinstance(ctx, Context):
             if proprio is None or z is None:
                 raise ValueError("S1Model.sample: pass a Context, or image, proprio and z")
-            ctx = self.encode(ctx, proprio, z)
-        return self.head.sample(ctx, generator)
+            ctx = self.encode_for_sampling(ctx, proprio, z)
+        if ctx.guided != (self.guidance != 1.0):
+            raise ValueError(f"S1Model.sample: guidance {self.guidance} with a Context built "
+                             f"{'with' if ctx.guided else 'without'} guidance (use encode_for_sampling)")
+        return self.head.sample(ctx, generator, self.guidance)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from infra.checkpoint import CheckpointError, load_checkpoint, unflatten_state
-from infra.config.s1 import S1ModelConfig
+from infra.config.s1 import S1ModelConfig, check_guidance
+from infra.config.stack import StackConfig
 from s1_policy.goal import GoalEncoder
 from s1_policy.model import S1Model
 
@@ -23,9 +24,15 @@ KINDS = ("s1-policy", "s1-train")
 class S1Policy:
     """``infer(image (S, S, 3) uint8, proprio (P,), z (D,)) -> (H, A) float32`` in physical units."""
 
-    def __init__(self, path: str | Path, seed: int = 0, sample_steps: int = 0) -> None:
+    @classmethod
+    def for_stack(cls, path: str | Path, stack: StackConfig, seed: int = 0) -> S1Policy:
+        """The policy with the stack's run-time sampling settings (``s1_sample_steps``, ``s1_guidance``)."""
+        return cls(path, seed, sample_steps=stack.s1_sample_steps, guidance=stack.s1_guidance)
+
+    def __init__(self, path: str | Path, seed: int = 0, sample_steps: int = 0, guidance: float = 0.0) -> None:
         """``sample_steps``: the flow (diffusion) head's integration (denoising) steps at inference; 0 keeps the
-        checkpoint's. The flow loss does not depend on it, so it is a speed/quality choice made at run time."""
+        checkpoint's. The flow loss does not depend on it, so it is a speed/quality choice made at run time.
+        ``guidance``: the classifier-free guidance weight (``S1ModelConfig.guidance``); 0 keeps the checkpoint's."""
         ckpt = load_checkpoint(path)
         if ckpt.sidecar.get("kind") not in KINDS:
             raise CheckpointError(f"{path}: expected an S1 checkpoint ({' or '.join(KINDS)}), "
@@ -37,6 +44,12 @@ class S1Policy:
         self.model.eval()
         if sample_steps:
             self.model.head.set_sample_steps(sample_steps)
+        if guidance:
+            try:
+                check_guidance(guidance, self.config.goal_dropout, self.config.head)
+            except ValueError as exc:
+                raise CheckpointError(f"{path}: {exc}") from None
+            self.model.guidance = guidance
         self.goal = GoalEncoder(int(ckpt.meta["goal_dim"]), self.config.z_dim)
         self.goal.load_state_dict(unflatten_state("goal", ckpt.tensors))
         self.goal.eval()

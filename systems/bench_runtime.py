@@ -272,7 +272,7 @@ def lockstep_rtf(cfg: BenchRuntimeConfig) -> dict:
 
     torch.set_num_threads(1)
     stack = cfg.stack
-    s1, s2 = S1Policy(cfg.s1_checkpoint, sample_steps=stack.s1_sample_steps), S2Policy(cfg.s2_checkpoint)
+    s1, s2 = S1Policy.for_stack(cfg.s1_checkpoint, stack), S2Policy(cfg.s2_checkpoint)
     layout = sample_task(task_rng(0, "eval"), task_scene(stack.scene), "eval").layout
     runner = LockstepRunner(stack)
     out = {"lockstep_physics_hz": round(1.0 / stack.sim.sim_dt), "lockstep_s1_steps": s1.model.head.sample_steps}

@@ -68,12 +68,13 @@ def evaluate_s1(cfg: EvalS1Config, progress: bool = True, tracker=None) -> dict:
     heads: dict[str, dict] = {}
     try:
         for path in cfg.checkpoints:
-            policy = S1Policy(path, sample_steps=cfg.stack.s1_sample_steps)
+            policy = S1Policy.for_stack(path, cfg.stack)
             name = policy.config.head + ("_clock" if policy.task_clock_s > 0 else "")
             base, k = name, 2
             while name in heads:  # two checkpoints of one kind (a fine-tune against its base): both are reported
                 name, k = f"{base}_{k}", k + 1
-            entry: dict = {"checkpoint": path, "sample_steps": policy.model.head.sample_steps}
+            entry: dict = {"checkpoint": path, "sample_steps": policy.model.head.sample_steps,
+                           "guidance": policy.model.guidance}
             entry |= goal_separation(policy)
             if cfg.eval_data:
                 held = load_demos(cfg.eval_data, policy.config.horizon)

@@ -42,7 +42,7 @@ class _ZErrorProbe(GoalLayer):
 
 def evaluate_stack(cfg: EvalStackConfig, progress: bool = True, tracker=None) -> dict:
     torch.set_num_threads(1)
-    s1, s2 = S1Policy(cfg.s1_checkpoint, sample_steps=cfg.stack.s1_sample_steps), S2Policy(cfg.s2_checkpoint)
+    s1, s2 = S1Policy.for_stack(cfg.s1_checkpoint, cfg.stack), S2Policy(cfg.s2_checkpoint)
     runner = LockstepRunner(cfg.stack)
     layer1 = S1Layer(s1, runner.body.n_dof, runner.backend.ctrl_dt)
     layer2 = _ZErrorProbe(layer_for_stack(s2, s1, cfg.stack, cfg.min_similarity), s1)

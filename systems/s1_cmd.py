@@ -64,7 +64,7 @@ def _closed_loop_after_training(cfg, as_json: bool, tracker) -> dict:
     runner = LockstepRunner(cfg.stack)
     video = Path(cfg.out) / f"closed_loop_{cfg.model.head}.mp4"
     try:
-        policy = S1Policy(Path(cfg.out) / "policy.safetensors", sample_steps=cfg.stack.s1_sample_steps)
+        policy = S1Policy.for_stack(Path(cfg.out) / "policy.safetensors", cfg.stack)
         out = closed_loop(runner, policy, ecfg, not as_json, video)
     finally:
         runner.close()

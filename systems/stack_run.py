@@ -60,8 +60,8 @@ def run_lockstep(cfg: RunConfig) -> dict:
     out.mkdir(parents=True, exist_ok=False)
     (out / "config.yaml").write_text(to_yaml(cfg))
     stack_cfg = StackConfig(body=cfg.body, sim=cfg.sim, scene=cfg.scene, s0_checkpoint=cfg.checkpoint,
-                            s1_sample_steps=cfg.s1_sample_steps, s2_z=cfg.s2_z)
-    s1, s2 = S1Policy(cfg.s1_checkpoint, sample_steps=cfg.s1_sample_steps), S2Policy(cfg.s2_checkpoint)
+                            s1_sample_steps=cfg.s1_sample_steps, s1_guidance=cfg.s1_guidance, s2_z=cfg.s2_z)
+    s1, s2 = S1Policy.for_stack(cfg.s1_checkpoint, stack_cfg), S2Policy(cfg.s2_checkpoint)
     layout = sample_task(task_rng(cfg.layout_seed, "eval"), task_scene(cfg.scene), "eval").layout
     task = task_for(cfg.instruction, layout, cfg.seconds)
     runner = LockstepRunner(stack_cfg)

@@ -66,6 +66,13 @@ class S1ModelConfig:
     """token sampling temperature; 0 is greedy (argmax)"""
     action_clip: float = 4.0
     """normalised range ±clip: the token bins' span and the diffusion head's clamp on its x0 estimate"""
+    goal_dropout: float = 0.0
+    """training probability of replacing z with a learned "no goal" embedding, so that one network is both
+    the goal-conditioned and the unconditioned model (classifier-free guidance, Ho & Salimans 2022). Off in
+    checkpoints trained before it existed"""
+    guidance: float = 1.0
+    """classifier-free guidance weight w of the flow head's sampling: v = v(no goal) + w·(v(z) − v(no goal));
+    1 is the goal-conditioned model alone, w > 1 leans harder on z. Needs goal_dropout > 0"""
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
@@ -80,6 +87,18 @@ class S1ModelConfig:
             raise ValueError("S1ModelConfig: need 1 <= diffusion_sample_steps <= diffusion_train_steps")
         if self.flow_steps < 1 or not 0 < self.flow_time_max <= 1 or self.token_bins < 2 or self.action_clip <= 0:
             raise ValueError(f"S1ModelConfig: bad flow/token settings: {self}")
+        if not 0.0 <= self.goal_dropout < 1.0:
+            raise ValueError(f"S1ModelConfig.goal_dropout must be in [0, 1), got {self.goal_dropout}")
+        check_guidance(self.guidance, self.goal_dropout, self.head)
+
+
+def check_guidance(guidance: float, goal_dropout: float, head: str) -> None:
+    """A guidance weight other than 1 needs the "no goal" embedding (goal_dropout > 0) and the flow head."""
+    if guidance < 0:
+        raise ValueError(f"S1 guidance must be >= 0, got {guidance}")
+    if guidance != 1.0 and (goal_dropout <= 0 or head != "flow"):
+        raise ValueError(f"S1 guidance={guidance} needs a flow head trained with goal_dropout > 0 (this one: "
+                         f"head={head}, goal_dropout={goal_dropout})")
 
 
 @dataclass

@@ -373,6 +373,8 @@ class RunConfig:
     """with an instruction: the S2 model"""
     s1_sample_steps: int = 0
     """with an instruction: S1's sampling steps at run time (``StackConfig.s1_sample_steps``; 0 = the checkpoint's)"""
+    s1_guidance: float = 0.0
+    """with an instruction: S1's classifier-free guidance weight (``StackConfig.s1_guidance``; 0 = the checkpoint's)"""
     s2_z: str = "params"
     """with an instruction: how S2's latent goal is formed (``StackConfig.s2_z``: head or params)"""
     layout_seed: int = 0

@@ -46,6 +46,8 @@ class StackConfig:
     """S1's flow (diffusion) sampling steps at run time; 0 = the checkpoint's (DESIGN's 10). The committed flow
     head's held-out chunk error is the same at 4 steps as at 10 (2.393 vs 2.398), and a chunk costs 9 ms
     instead of 13 on one thread"""
+    s1_guidance: float = 0.0
+    """S1's classifier-free guidance weight at run time (``S1ModelConfig.guidance``); 0 = the checkpoint's"""
     stop_on_success: bool = True
     """end an episode as soon as its success check holds"""
     s2_z: str = "params"
@@ -67,6 +69,8 @@ class StackConfig:
             raise ValueError(f"s2_z must be head or params, got {self.s2_z!r}")
         if self.s1_sample_steps < 0:
             raise ValueError(f"s1_sample_steps must be >= 0, got {self.s1_sample_steps}")
+        if self.s1_guidance < 0:
+            raise ValueError(f"s1_guidance must be >= 0, got {self.s1_guidance}")
 
 
 @dataclass

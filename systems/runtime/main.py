@@ -151,7 +151,7 @@ def run_realtime(cfg: RunConfig, progress: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=False)
     (out / "config.yaml").write_text(to_yaml(cfg))
     stack = StackConfig(body=cfg.body, sim=cfg.sim, scene=cfg.scene, s0_checkpoint=cfg.checkpoint,
-                        s1_sample_steps=cfg.s1_sample_steps, s2_z=cfg.s2_z)
+                        s1_sample_steps=cfg.s1_sample_steps, s1_guidance=cfg.s1_guidance, s2_z=cfg.s2_z)
     layout = sample_task(task_rng(cfg.layout_seed, "eval"), task_scene(cfg.scene), "eval").layout
     runner = RealtimeRunner(stack, cfg.realtime, cfg.s1_checkpoint, cfg.s2_checkpoint, layout, out)
 

@@ -441,7 +441,7 @@ class S1Node(Node):
         super().__init__(stack, rt, bind)
         torch.set_num_threads(1)
         self.period_s = stack.rates.s1_period_s
-        policy = S1Policy(s1_checkpoint, sample_steps=stack.s1_sample_steps)
+        policy = S1Policy.for_stack(s1_checkpoint, stack)
         self.layer = S1Layer(policy, Body(stack.body).n_dof, stack.sim.ctrl_dt)
         self.layer.start(0.0)
         self.z_stop = stop_z(policy)

@@ -77,6 +77,49 @@ def test_goal_to_actions_conditions_every_action_token(head):
     assert model.sample(ctx, generator=torch.Generator().manual_seed(0)).shape == (2, cfg.horizon, cfg.action_dim)
 
 
+def test_classifier_free_guidance_extrapolates_from_no_goal_to_the_goal():
+    """With one Euler step the chunk is noise + v, so the guided chunk at weight w must be the lerp of the
+    chunks at w = 0 (the "no goal" model, blind to z) and w = 1 (the goal-conditioned model)."""
+    torch.manual_seed(0)
+    cfg = tiny_config("flow", goal_to_actions=True, goal_dropout=0.2, flow_steps=1)
+    model = S1Model(cfg)
+    with torch.no_grad():
+        for param in model.parameters():  # leave adaLN-Zero's identity start: make every path matter
+            param.normal_(0.0, 0.3)
+    image, proprio, z = fake_inputs(cfg, batch=2, generator=torch.Generator().manual_seed(0))
+
+    def chunk(w: float, goal: torch.Tensor = z) -> torch.Tensor:
+        model.guidance = w
+        return model.sample(image, proprio, goal, generator=torch.Generator().manual_seed(1))
+
+    none, goal, guided = chunk(0.0), chunk(1.0), chunk(2.5)
+    assert (goal - none).abs().max() > 1e-3  # z matters
+    torch.testing.assert_close(guided, none + 2.5 * (goal - none), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(chunk(0.0, torch.randn_like(z)), none)  # w = 0 ignores z
+    model.guidance = 1.0
+    torch.testing.assert_close(model.sample(model.encode(image, proprio, z),
+                                            generator=torch.Generator().manual_seed(1)), goal)
+    # training drops z at the configured rate, and the "no goal" embeddings learn
+    model.train()
+    loss, _ = model.loss(image.repeat(16, 1, 1, 1), proprio.repeat(16, 1), z.repeat(16, 1),
+                         torch.randn(32, cfg.horizon, cfg.action_dim))
+    loss.backward()
+    assert model.null_z_token.grad.abs().sum() > 0 and model.null_z_actions.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_guidance_needs_goal_dropout_and_the_flow_head(head):
+    with pytest.raises(ValueError, match="goal_dropout > 0"):
+        tiny_config(head, guidance=2.0)
+    if head != "flow":
+        with pytest.raises(ValueError, match="goal_dropout > 0"):
+            tiny_config(head, guidance=2.0, goal_dropout=0.1)
+    model = S1Model(tiny_config(head))
+    image, proprio, z = fake_inputs(model.config, batch=1)
+    with pytest.raises(ValueError, match="goal_dropout > 0"):
+        model.encode(image, proprio, z, drop=torch.tensor([True]))
+
+
 def test_any_image_size_and_clear_errors():
     cfg = tiny_config("flow")
     model = S1Model(cfg)

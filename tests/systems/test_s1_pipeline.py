@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from stack_fixtures import STACK, TINY, tiny_s1_config
 
 from infra.checkpoint import CheckpointError
 from infra.config.s1 import S1ModelConfig, TrainS1Config
+from infra.config.stack import StackConfig
 from s1_policy.dataset import DemoDataset
 from s1_policy.policy import S1Policy
 from s1_policy.train import train_s1
@@ -60,6 +63,22 @@ def test_sample_steps_are_set_at_load_time(demos, tmp_path):
     assert not np.allclose(default.infer(*inputs), fewer.infer(*inputs))
     with pytest.raises(ValueError, match="sample steps"):
         S1Policy(path, sample_steps=-1)
+
+
+def test_guidance_is_set_at_load_time_and_needs_goal_dropout(demos, tmp_path):
+    root, _ = demos
+    cfg = tiny_s1_config(root, tmp_path / "cfg", 2)
+    train_s1(dataclasses.replace(cfg, model=dataclasses.replace(TINY, goal_dropout=0.5, goal_to_actions=True)),
+             progress=False)
+    path = tmp_path / "cfg" / "policy.safetensors"
+    inputs = (np.full((32, 32, 3), 90, np.uint8), np.zeros(137, np.float32), np.ones(128, np.float32))
+    default, guided = S1Policy(path), S1Policy.for_stack(path, StackConfig(s1_guidance=2.0))
+    assert default.model.guidance == 1.0 and guided.model.guidance == 2.0
+    assert guided.infer(*inputs).shape == (16, 69) and not np.allclose(default.infer(*inputs), guided.infer(*inputs))
+    train_s1(tiny_s1_config(root, tmp_path / "plain", 2), progress=False)  # no goal dropout: nothing to guide with
+    with pytest.raises(CheckpointError, match="plain.*goal_dropout > 0"):
+        S1Policy(tmp_path / "plain" / "policy.safetensors", guidance=2.0)
+
 
 
 def test_resume_with_another_model_names_the_mismatch(demos, tmp_path):
