@@ -209,24 +209,37 @@ class ExpertBlock(nn.Module):
         """Conditioning (N, d) -> adaLN parameters (N, 9d): (shift, 1 + scale, gate) of the three sub-layers."""
         return self.ada(cond) + self.scale_one
 
+    # The sub-layers call torch.nn.functional directly on the modules' parameters: the same arithmetic as
+    # calling the modules, without their dispatch, which at batch 1 and 16 tokens costs as much as the maths
+    # (S1 runs these blocks ten times a chunk).
+    def _norm(self, norm: nn.LayerNorm, x: Tensor) -> Tensor:
+        return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+
     def _self_attn(self, h: Tensor, causal: bool) -> Tensor:
-        q, k, v = (_split_heads(t, self.heads) for t in self.qkv(h).chunk(3, dim=-1))  # (B, nh, T, hs)
-        return self.self_out(_merge_heads(F.scaled_dot_product_attention(q, k, v, is_causal=causal)))
+        qkv = F.linear(h, self.qkv.weight, self.qkv.bias)
+        q, k, v = (_split_heads(t, self.heads) for t in qkv.chunk(3, dim=-1))  # (B, nh, T, hs)
+        out = _merge_heads(F.scaled_dot_product_attention(q, k, v, is_causal=causal))
+        return F.linear(out, self.self_out.weight, self.self_out.bias)
 
     def _cross_attn(self, h: Tensor, kv: tuple[Tensor, Tensor]) -> Tensor:
-        q = _split_heads(self.cross_q(h), self.heads)  # (B, nh, T, hs) against (B, nh, L, hs)
-        return self.cross_out(_merge_heads(F.scaled_dot_product_attention(q, kv[0], kv[1])))
+        q = _split_heads(F.linear(h, self.cross_q.weight, self.cross_q.bias), self.heads)  # vs (B, nh, L, hs)
+        out = _merge_heads(F.scaled_dot_product_attention(q, kv[0], kv[1]))
+        return F.linear(out, self.cross_out.weight, self.cross_out.bias)
+
+    def _mlp(self, h: Tensor) -> Tensor:
+        up, down = self.mlp[0], self.mlp[2]
+        return F.linear(F.gelu(F.linear(h, up.weight, up.bias)), down.weight, down.bias)
 
     def forward(self, x: Tensor, kv: tuple[Tensor, Tensor], mod: Tensor | None, causal: bool) -> Tensor:
         """x (B, T, d), this block's prefix (k, v), mod (B, 9d) from :meth:`modulation` or None -> (B, T, d)."""
         if mod is None:  # plain pre-LN
-            x = x + self._self_attn(self.norm1(x), causal)
-            x = x + self._cross_attn(self.norm2(x), kv)
-            return x + self.mlp(self.norm3(x))
+            x = x + self._self_attn(self._norm(self.norm1, x), causal)
+            x = x + self._cross_attn(self._norm(self.norm2, x), kv)
+            return x + self._mlp(self._norm(self.norm3, x))
         sh1, sc1, g1, sh2, sc2, g2, sh3, sc3, g3 = mod[:, None].chunk(9, dim=-1)  # 9 × (B, 1, d)
-        x = torch.addcmul(x, g1, self._self_attn(torch.addcmul(sh1, self.norm1(x), sc1), causal))
-        x = torch.addcmul(x, g2, self._cross_attn(torch.addcmul(sh2, self.norm2(x), sc2), kv))
-        return torch.addcmul(x, g3, self.mlp(torch.addcmul(sh3, self.norm3(x), sc3)))
+        x = torch.addcmul(x, g1, self._self_attn(torch.addcmul(sh1, self._norm(self.norm1, x), sc1), causal))
+        x = torch.addcmul(x, g2, self._cross_attn(torch.addcmul(sh2, self._norm(self.norm2, x), sc2), kv))
+        return torch.addcmul(x, g3, self._mlp(torch.addcmul(sh3, self._norm(self.norm3, x), sc3)))
 
 
 class ActionExpert(nn.Module):
@@ -281,8 +294,8 @@ class ActionExpert(nn.Module):
             mods = self.modulations(tau)
         block_mods = mods[:-1] if mods is not None else [None] * len(self.blocks)
         for block, block_kv, mod in zip(self.blocks, kv, block_mods, strict=True):
-            x = block(x, block_kv, mod, self.causal)
-        x = self.norm_out(x)
+            x = block.forward(x, block_kv, mod, self.causal)  # no module dispatch (see ExpertBlock)
+        x = F.layer_norm(x, self.norm_out.normalized_shape, self.norm_out.weight, self.norm_out.bias, self.norm_out.eps)
         if mods is not None:
             shift, scale1 = mods[-1][:, None].chunk(2, dim=-1)  # 2 × (B, 1, d): shift, 1 + scale
             x = torch.addcmul(shift, x, scale1)
@@ -346,13 +359,26 @@ class _DenoiserHead(ActionHead):
 
     def predict(self, x: Tensor, t: Tensor | None, ctx: Context, mods: list[Tensor] | None = None) -> Tensor:
         """x (B, H, A), t (B,) in [0, 1] (or its precomputed modulations) -> (B, H, A)."""
-        return self.out_proj(self.expert(ctx.condition(self.in_proj(x)), ctx.kv, t, mods))
+        tokens = ctx.condition(F.linear(x, self.in_proj.weight, self.in_proj.bias))
+        return F.linear(self.expert.forward(tokens, ctx.kv, t, mods), self.out_proj.weight, self.out_proj.bias)
 
     def step_modulations(self, times: list[float], batch: int, device) -> list[list[Tensor]]:
-        """The expert's adaLN parameters of every sampling step, in one batched call: [step][layer] (B, ·)."""
-        tau = torch.tensor(times, device=device, dtype=torch.float32).repeat_interleave(batch)  # (S·B,)
-        per_layer = [m.unflatten(0, (len(times), batch)) for m in self.expert.modulations(tau)]  # (S, B, ·)
-        return [[m[k] for m in per_layer] for k in range(len(times))]
+        """The expert's adaLN parameters of every sampling step: [step][layer] (B, ·).
+
+        They depend on the step times and the weights only, so they are computed once for the S times and
+        kept until the times, the device or any weight changes (an optimiser step bumps the weights'
+        versions). Each step's are expanded to the batch, not recomputed per sample."""
+        e = self.expert
+        params = [*e.time_mlp.parameters(), *e.ada_out.parameters(), *(p for b in e.blocks for p in b.ada.parameters())]
+        key = (tuple(times), str(device), tuple(p._version for p in params), tuple(p.data_ptr() for p in params))
+        cache = getattr(self, "_mods_cache", None)
+        if cache is None or cache[0] != key or torch.is_grad_enabled():
+            tau = torch.tensor(times, device=device, dtype=torch.float32)  # (S,)
+            per_layer = self.expert.modulations(tau)  # [layer] (S, ·)
+            cache = (key, [[m[k:k + 1] for m in per_layer] for k in range(len(times))])
+            if not torch.is_grad_enabled():
+                self._mods_cache = cache
+        return [[m.expand(batch, -1) for m in step] for step in cache[1]]
 
 
 class FlowHead(_DenoiserHead):
