@@ -370,7 +370,8 @@ class _DenoiserHead(ActionHead):
         versions). Each step's are expanded to the batch, not recomputed per sample."""
         e = self.expert
         params = [*e.time_mlp.parameters(), *e.ada_out.parameters(), *(p for b in e.blocks for p in b.ada.parameters())]
-        key = (tuple(times), str(device), tuple(p._version for p in params), tuple(p.data_ptr() for p in params))
+        key = (tuple(times), str(device), torch.is_autocast_enabled(), tuple(p._version for p in params),
+               tuple(p.data_ptr() for p in params))
         cache = getattr(self, "_mods_cache", None)
         if cache is None or cache[0] != key or torch.is_grad_enabled():
             tau = torch.tensor(times, device=device, dtype=torch.float32)  # (S,)
