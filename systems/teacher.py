@@ -29,13 +29,13 @@ BACK_SPEED = 0.35  # m/s backward
 STOP_SHORT_M = 0.55  # walk_to stops this far before the object centre
 
 
-def _turn(body: Body, kin: Kinematics, angle: float) -> MotionClip:
-    """Turn in place by ``angle`` rad (positive = left) with the procedural gait."""
+def _turn(body: Body, kin: Kinematics, angle: float, balance: bool = False) -> MotionClip:
+    """Turn in place by ``angle`` rad (positive = left) with the procedural gait; ``balance``: ``Gait.balance``."""
     ramp = 0.6
     rate = max(abs(angle) / ramp, 0.15) if abs(angle) < TURN_RATE * ramp else TURN_RATE
     steady = max(0.0, abs(angle) / rate - ramp)
     return locomotion(body, "turn", Gait(yaw_rate=float(np.sign(angle) * rate), cycle=1.0, pelvis_height=0.92,
-                                         arm_swing=0.0, steady=steady, ramp=ramp), kin, settle=1.0)
+                                         arm_swing=0.0, steady=steady, ramp=ramp, balance=balance), kin, settle=1.0)
 
 
 def _walk(body: Body, kin: Kinematics, distance: float, balance: bool = False) -> MotionClip:
@@ -71,7 +71,7 @@ def _stand(body: Body, kin: Kinematics, seconds: float) -> MotionClip:
 class ScriptedTeacher:
     """Task + privileged state -> MotionChunks (an S1 stand-in). Rate: S1's; chunks of ``horizon`` frames.
 
-    ``balance``: walk with the ZMP-planned pelvis (``Gait.balance``), as an S0 trained with
+    ``balance``: walk and turn with the ZMP-planned pelvis (``Gait.balance``), as an S0 trained with
     ``env.balanced_gait=true`` expects; :func:`systems.collect.collect` takes it from the S0 checkpoint.
     """
 
@@ -98,13 +98,13 @@ class ScriptedTeacher:
             rel = rotate2d(-root_yaw, objects[task.target] - root_xy)
             bearing, dist = float(np.arctan2(rel[1], rel[0])), float(np.linalg.norm(rel))
             if abs(bearing) > np.deg2rad(8) or f == "face":
-                parts.append(_turn(body, kin, bearing))
+                parts.append(_turn(body, kin, bearing, self.balance))
             if f == "walk_to":
                 parts.append(_walk(body, kin, max(0.3, dist - STOP_SHORT_M), self.balance))
             if f == "point_at":
                 parts.append(_point(body, kin, "left" if bearing > np.deg2rad(30) else "right"))
         elif f in ("turn_left", "turn_right"):
-            parts.append(_turn(body, kin, np.pi / 2 * (1 if f == "turn_left" else -1)))
+            parts.append(_turn(body, kin, np.pi / 2 * (1 if f == "turn_left" else -1), self.balance))
         elif f in ("walk_forward", "walk_backward"):
             parts.append(_walk(body, kin, 1.5 if f == "walk_forward" else -1.3, self.balance))
         elif f == "arms_up":

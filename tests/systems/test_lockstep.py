@@ -96,6 +96,19 @@ def test_balanced_teacher_sways_the_pelvis_over_the_stance_foot(runner, family):
     assert lateral_sway(False) < 0.02
 
 
+def test_balanced_teacher_turns_in_place_over_the_stance_foot(runner):
+    """Turning in place, the commanded pelvis stays on the spot; the balanced one sways over each stance foot."""
+    task = _task("turn_left")
+
+    def pelvis_travel(balance: bool) -> float:
+        teacher = TeacherLayer(runner.body, balance=balance).teacher
+        teacher.reset(task, {}, np.zeros(2), 0.0)
+        return float(np.linalg.norm(teacher.xy, axis=1).max())
+
+    assert pelvis_travel(True) > 0.03
+    assert pelvis_travel(False) < 1e-6
+
+
 def test_records_what_s1_will_see(runner):
     ticks = []
     runner.run(_task("point_at"), TeacherLayer(runner.body), GoalParamsLayer(), record=ticks.append, max_seconds=0.2)
