@@ -410,7 +410,8 @@ class FlowHead(_DenoiserHead):
         """Euler integration of the predicted velocity; with a guided Context (batch 2B: with z, then without)
         the velocity is v(no goal) + guidance·(v(z) − v(no goal)), both halves in one batched pass."""
         if ctx.guided != (guidance != 1.0):
-            raise ValueError(f"FlowHead.sample: guidance {guidance} needs a guided Context, and only then")
+            raise ValueError(f"FlowHead.sample: guidance {guidance} with a Context built "
+                             f"{'with' if ctx.guided else 'without'} guidance (use S1Model.encode_for_sampling)")
         mods = self.step_modulations([k / self.steps for k in range(self.steps)], ctx.batch, ctx.prefix.device)
 
         def velocity(x: Tensor, tau: float) -> Tensor:

@@ -174,9 +174,6 @@ class S1Model(nn.Module):
             if proprio is None or z is None:
                 raise ValueError("S1Model.sample: pass a Context, or image, proprio and z")
             ctx = self.encode_for_sampling(ctx, proprio, z)
-        if ctx.guided != (self.guidance != 1.0):
-            raise ValueError(f"S1Model.sample: guidance {self.guidance} with a Context built "
-                             f"{'with' if ctx.guided else 'without'} guidance (use encode_for_sampling)")
         return self.head.sample(ctx, generator, self.guidance)
 
     def num_parameters(self) -> int:

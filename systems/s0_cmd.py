@@ -25,12 +25,11 @@ def train_s0_cmd(cfg: TrainS0Config, as_json: bool) -> int:
 
 def eval_s0_cmd(cfg, as_json: bool) -> int:
     """``humanoid eval s0``: success rate and tracking errors of the S0 checkpoint (or ``checkpoint=none``)."""
-    from s0_locomotion.tracking.evaluate import eval_balanced_gait, evaluate_s0
+    from s0_locomotion.tracking.evaluate import evaluate_s0
     from s0_locomotion.tracking.policy import S0Policy
 
     policy = None if cfg.checkpoint.lower() in ("", "none") else S0Policy(cfg.checkpoint)
-    result = evaluate_s0(cfg, policy) | {"checkpoint": cfg.checkpoint or "none", "randomize": cfg.randomize,
-                                         "balanced_gait": eval_balanced_gait(cfg, policy)}
+    result = evaluate_s0(cfg, policy) | {"checkpoint": cfg.checkpoint or "none", "randomize": cfg.randomize}
     if as_json:
         print(json.dumps(result))
     else:

@@ -29,7 +29,8 @@ def evaluate_s0(cfg: EvalS0Config, policy: S0Policy | None) -> dict:
     """Run ``episodes`` per clip (all worlds in parallel); ``policy=None`` tracks with zero residual (PD only)."""
     torch.set_num_threads(1)
     body = Body(cfg.env.body)
-    clips = load_motions(cfg.env.clips or clip_names(), body, eval_balanced_gait(cfg, policy))
+    balanced = eval_balanced_gait(cfg, policy)
+    clips = load_motions(cfg.env.clips or clip_names(), body, balanced)
     episodes = max(1, cfg.episodes)
     jobs = [(c, e) for c in range(len(clips)) for e in range(episodes)]
     env_cfg = dataclasses.replace(cfg.env, randomize=dataclasses.replace(cfg.env.randomize, enabled=cfg.randomize),
@@ -47,7 +48,7 @@ def evaluate_s0(cfg: EvalS0Config, policy: S0Policy | None) -> dict:
             rows += _run_batch(env, policy, [c for c, _ in batch], hands)[: len(jobs) - first]
     finally:
         env.close()
-    return _summarize(rows, [c.name for c in clips], [c for c, _ in jobs], episodes)
+    return _summarize(rows, [c.name for c in clips], [c for c, _ in jobs], episodes) | {"balanced_gait": balanced}
 
 
 def eval_balanced_gait(cfg: EvalS0Config, policy: S0Policy | None) -> bool:
