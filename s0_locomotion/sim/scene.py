@@ -24,6 +24,7 @@ PALETTE: dict[str, tuple[float, float, float, float]] = {
     "white": (0.92, 0.92, 0.92, 1.0),
     "black": (0.08, 0.08, 0.08, 1.0),
 }
+FLOOR_HALF_M = 50.0  # the rendered floor's half-size; collisions treat the plane as infinite
 _INTEGRATORS = {
     "implicitfast": mujoco.mjtIntegrator.mjINT_IMPLICITFAST,
     "implicit": mujoco.mjtIntegrator.mjINT_IMPLICIT,
@@ -88,8 +89,12 @@ def build_scene_spec(body: Body, scene: SceneConfig, sim: SimConfig, offscreen: 
     spec.add_texture(name="sky", type=mujoco.mjtTexture.mjTEXTURE_SKYBOX, builtin=mujoco.mjtBuiltin.mjBUILTIN_GRADIENT,
                      rgb1=[0.55, 0.7, 0.9], rgb2=[0.1, 0.15, 0.25], width=256, height=256)
     world = spec.worldbody
-    world.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[0, 0, 0.05], material="grid",
-                   friction=[scene.floor_friction, 0.005, 0.0001], contype=1, conaffinity=1)
+    # A finite plane for rendering only (MuJoCo collides with planes as infinite either way). An infinite
+    # plane is drawn as the largest grid MuJoCo allows, whatever its spacing: 3.7 of the 4.6 ms of a 64x64
+    # head-camera frame in software GL. 100 x 100 m in 1 m cells renders it in 1.3 ms, with the same
+    # checker (the texture is in world units) and 0.3 of 255 mean difference in the head camera's image.
+    world.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[FLOOR_HALF_M, FLOOR_HALF_M, 1.0],
+                   material="grid", friction=[scene.floor_friction, 0.005, 0.0001], contype=1, conaffinity=1)
     world.add_light(name="sun", pos=[0, 0, 5], dir=[0.2, 0.3, -1], diffuse=[0.7, 0.7, 0.7], castshadow=True,
                     type=mujoco.mjtLightType.mjLIGHT_DIRECTIONAL)
     world.add_light(name="fill", pos=[0, 0, 4], dir=[0, 0, -1], diffuse=[0.3, 0.3, 0.3], castshadow=False,

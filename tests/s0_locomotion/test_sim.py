@@ -6,7 +6,7 @@ import torch
 from infra.config.schemas import SceneConfig, SimConfig
 from s0_locomotion.sim.backend import SimError
 from s0_locomotion.sim.mujoco_backend import FULL, MujocoBackend
-from s0_locomotion.sim.scene import sample_layout
+from s0_locomotion.sim.scene import FLOOR_HALF_M, sample_layout
 
 
 def _actions(body, n: int, seed: int, scale: float = 0.3) -> torch.Tensor:
@@ -113,6 +113,19 @@ def test_contacts_report_feet_on_the_floor(backend, body):
     assert {"left_foot", "right_foot"} <= bodies
     total = sum(c["normal_force"] for c in contacts if c["body2"] in ("left_foot", "right_foot"))
     assert total == pytest.approx(70.15 * 9.81, rel=0.15)
+
+
+def test_floor_holds_the_body_beyond_its_rendered_edge(backend, body):
+    """The floor is drawn as a finite plane (FLOOR_HALF_M) but must collide everywhere."""
+    obs = backend.reset()
+    qpos = backend.get_state()[:, backend._qpos].copy()
+    qpos[1, 0] += FLOOR_HALF_M + 5.0  # world 1 stands 5 m past the drawn floor's edge
+    backend.set_qpos_qvel(np.array([1]), qpos[[1]], np.zeros((1, backend.model.nv)))
+    for _ in range(25):
+        obs = backend.step(torch.from_numpy(body.default_pose).expand(4, -1))
+    assert float(obs.root_pos[1, 0]) > FLOOR_HALF_M
+    assert float(obs.root_pos[1, 2]) == pytest.approx(float(obs.root_pos[0, 2]), abs=0.01)
+    assert {"left_foot", "right_foot"} <= {c["body2"] for c in backend.contacts(1) if c["body1"] == "world"}
 
 
 def test_push_changes_root_velocity(backend):
