@@ -186,6 +186,7 @@ class ExpertBlock(nn.Module):
         self.heads = heads
         affine = not conditioned
         self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(width, elementwise_affine=affine) for _ in range(3))
+        self.norm_shape, self.norm_eps = self.norm1.normalized_shape, self.norm1.eps
         self.qkv = nn.Linear(width, 3 * width)
         self.self_out = nn.Linear(width, width)
         self.cross_q = nn.Linear(width, width)
@@ -209,37 +210,45 @@ class ExpertBlock(nn.Module):
         """Conditioning (N, d) -> adaLN parameters (N, 9d): (shift, 1 + scale, gate) of the three sub-layers."""
         return self.ada(cond) + self.scale_one
 
-    # The sub-layers call torch.nn.functional directly on the modules' parameters: the same arithmetic as
+    # The sub-layers call torch.nn.functional directly on the block's parameters: the same arithmetic as
     # calling the modules, without their dispatch, which at batch 1 and 16 tokens costs as much as the maths
-    # (S1 runs these blocks ten times a chunk).
-    def _norm(self, norm: nn.LayerNorm, x: Tensor) -> Tensor:
-        return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
-
-    def _self_attn(self, h: Tensor, causal: bool) -> Tensor:
-        qkv = F.linear(h, self.qkv.weight, self.qkv.bias)
-        q, k, v = (_split_heads(t, self.heads) for t in qkv.chunk(3, dim=-1))  # (B, nh, T, hs)
-        out = _merge_heads(F.scaled_dot_product_attention(q, k, v, is_causal=causal))
-        return F.linear(out, self.self_out.weight, self.self_out.bias)
-
-    def _cross_attn(self, h: Tensor, kv: tuple[Tensor, Tensor]) -> Tensor:
-        q = _split_heads(F.linear(h, self.cross_q.weight, self.cross_q.bias), self.heads)  # vs (B, nh, L, hs)
-        out = _merge_heads(F.scaled_dot_product_attention(q, kv[0], kv[1]))
-        return F.linear(out, self.cross_out.weight, self.cross_out.bias)
-
-    def _mlp(self, h: Tensor) -> Tensor:
+    # (S1 runs these blocks ten times a chunk). A sampler fetches the parameters once per chunk
+    # (:meth:`weights`) instead of looking each up through the module tree on every step.
+    def weights(self) -> tuple[Tensor | None, ...]:
+        """The block's parameters in the order :meth:`forward` uses them (None: a norm without affine)."""
         up, down = self.mlp[0], self.mlp[2]
-        return F.linear(F.gelu(F.linear(h, up.weight, up.bias)), down.weight, down.bias)
+        return (self.norm1.weight, self.norm1.bias, self.qkv.weight, self.qkv.bias, self.self_out.weight,
+                self.self_out.bias, self.norm2.weight, self.norm2.bias, self.cross_q.weight, self.cross_q.bias,
+                self.cross_out.weight, self.cross_out.bias, self.norm3.weight, self.norm3.bias, up.weight, up.bias,
+                down.weight, down.bias)
 
-    def forward(self, x: Tensor, kv: tuple[Tensor, Tensor], mod: Tensor | None, causal: bool) -> Tensor:
-        """x (B, T, d), this block's prefix (k, v), mod (B, 9d) from :meth:`modulation` or None -> (B, T, d)."""
+    def forward(self, x: Tensor, kv: tuple[Tensor, Tensor], mod: Tensor | tuple[Tensor, ...] | None, causal: bool,
+                w: tuple[Tensor | None, ...] | None = None) -> Tensor:
+        """x (B, T, d), this block's prefix (k, v), mod (B, 9d) from :meth:`modulation` (or already split into
+        its nine (B or 1, 1, d) parts) or None, w: :meth:`weights` or None (fetched here) -> (B, T, d)."""
+        n1w, n1b, qkv_w, qkv_b, so_w, so_b, n2w, n2b, cq_w, cq_b, co_w, co_b, n3w, n3b, up_w, up_b, dn_w, dn_b = \
+            self.weights() if w is None else w
+        shape, eps, heads = self.norm_shape, self.norm_eps, self.heads
+
+        def self_attn(h: Tensor) -> Tensor:
+            q, k, v = (_split_heads(t, heads) for t in F.linear(h, qkv_w, qkv_b).chunk(3, dim=-1))  # (B, nh, T, hs)
+            return F.linear(_merge_heads(F.scaled_dot_product_attention(q, k, v, is_causal=causal)), so_w, so_b)
+
+        def cross_attn(h: Tensor) -> Tensor:
+            q = _split_heads(F.linear(h, cq_w, cq_b), heads)  # vs (B, nh, L, hs)
+            return F.linear(_merge_heads(F.scaled_dot_product_attention(q, kv[0], kv[1])), co_w, co_b)
+
+        def mlp(h: Tensor) -> Tensor:
+            return F.linear(F.gelu(F.linear(h, up_w, up_b)), dn_w, dn_b)
+
         if mod is None:  # plain pre-LN
-            x = x + self._self_attn(self._norm(self.norm1, x), causal)
-            x = x + self._cross_attn(self._norm(self.norm2, x), kv)
-            return x + self._mlp(self._norm(self.norm3, x))
-        sh1, sc1, g1, sh2, sc2, g2, sh3, sc3, g3 = mod[:, None].chunk(9, dim=-1)  # 9 × (B, 1, d)
-        x = torch.addcmul(x, g1, self._self_attn(torch.addcmul(sh1, self._norm(self.norm1, x), sc1), causal))
-        x = torch.addcmul(x, g2, self._cross_attn(torch.addcmul(sh2, self._norm(self.norm2, x), sc2), kv))
-        return torch.addcmul(x, g3, self._mlp(torch.addcmul(sh3, self._norm(self.norm3, x), sc3)))
+            x = x + self_attn(F.layer_norm(x, shape, n1w, n1b, eps))
+            x = x + cross_attn(F.layer_norm(x, shape, n2w, n2b, eps))
+            return x + mlp(F.layer_norm(x, shape, n3w, n3b, eps))
+        sh1, sc1, g1, sh2, sc2, g2, sh3, sc3, g3 = mod[:, None].chunk(9, dim=-1) if isinstance(mod, Tensor) else mod
+        x = torch.addcmul(x, g1, self_attn(torch.addcmul(sh1, F.layer_norm(x, shape, n1w, n1b, eps), sc1)))
+        x = torch.addcmul(x, g2, cross_attn(torch.addcmul(sh2, F.layer_norm(x, shape, n2w, n2b, eps), sc2)))
+        return torch.addcmul(x, g3, mlp(torch.addcmul(sh3, F.layer_norm(x, shape, n3w, n3b, eps), sc3)))
 
 
 class ActionExpert(nn.Module):
@@ -284,20 +293,27 @@ class ActionExpert(nn.Module):
         shift, scale = self.ada_out(cond).chunk(2, dim=-1)
         return [block.modulation(cond) for block in self.blocks] + [torch.cat([shift, 1.0 + scale], dim=-1)]
 
+    def block_weights(self) -> list[tuple[Tensor | None, ...]]:
+        """Every block's :meth:`ExpertBlock.weights`: fetched once per chunk by a sampler."""
+        return [block.weights() for block in self.blocks]
+
     def forward(self, tokens: Tensor, kv: list[tuple[Tensor, Tensor]], tau: Tensor | None = None,
-                mods: list[Tensor] | None = None) -> Tensor:
-        """tokens (B, T, d), per-block K/V, and either tau (B,) or its precomputed ``modulations`` -> (B, T, d)."""
+                mods: list[Tensor] | None = None, weights: list[tuple[Tensor | None, ...]] | None = None) -> Tensor:
+        """tokens (B, T, d), per-block K/V, and either tau (B,) or its precomputed ``modulations`` (or a sampler's
+        split ones, :meth:`_DenoiserHead.step_modulations`), ``weights``: :meth:`block_weights` or None ->
+        (B, T, d)."""
         x = tokens + self.pos[: tokens.shape[1]]  # (B, T, d)
         if self.time_mlp is not None and mods is None:
             if tau is None:
                 raise ValueError("ActionExpert is time-conditioned: pass tau (B,) or mods")
             mods = self.modulations(tau)
         block_mods = mods[:-1] if mods is not None else [None] * len(self.blocks)
-        for block, block_kv, mod in zip(self.blocks, kv, block_mods, strict=True):
-            x = block.forward(x, block_kv, mod, self.causal)  # no module dispatch (see ExpertBlock)
+        block_weights = weights if weights is not None else [None] * len(self.blocks)
+        for block, block_kv, mod, w in zip(self.blocks, kv, block_mods, block_weights, strict=True):
+            x = block.forward(x, block_kv, mod, self.causal, w)  # no module dispatch (see ExpertBlock)
         x = F.layer_norm(x, self.norm_out.normalized_shape, self.norm_out.weight, self.norm_out.bias, self.norm_out.eps)
-        if mods is not None:
-            shift, scale1 = mods[-1][:, None].chunk(2, dim=-1)  # 2 × (B, 1, d): shift, 1 + scale
+        if mods is not None:  # shift, 1 + scale: 2 × (B, 1, d)
+            shift, scale1 = mods[-1][:, None].chunk(2, dim=-1) if isinstance(mods[-1], Tensor) else mods[-1]
             x = torch.addcmul(shift, x, scale1)
         return x
 
@@ -357,17 +373,21 @@ class _DenoiserHead(ActionHead):
         self.in_proj = nn.Linear(action_dim, width)
         self.out_proj = nn.Linear(width, action_dim)
 
-    def predict(self, x: Tensor, t: Tensor | None, ctx: Context, mods: list[Tensor] | None = None) -> Tensor:
-        """x (B, H, A), t (B,) in [0, 1] (or its precomputed modulations) -> (B, H, A)."""
+    def predict(self, x: Tensor, t: Tensor | None, ctx: Context, mods: list | None = None,
+                weights: list[tuple[Tensor | None, ...]] | None = None) -> Tensor:
+        """x (B, H, A), t (B,) in [0, 1] (or its precomputed modulations), the expert's ``block_weights`` if the
+        caller fetched them -> (B, H, A)."""
         tokens = ctx.condition(F.linear(x, self.in_proj.weight, self.in_proj.bias))
-        return F.linear(self.expert.forward(tokens, ctx.kv, t, mods), self.out_proj.weight, self.out_proj.bias)
+        return F.linear(self.expert.forward(tokens, ctx.kv, t, mods, weights), self.out_proj.weight,
+                        self.out_proj.bias)
 
-    def step_modulations(self, times: list[float], batch: int, device) -> list[list[Tensor]]:
-        """The expert's adaLN parameters of every sampling step: [step][layer] (B, ·).
+    def step_modulations(self, times: list[float], device) -> list[list[tuple[Tensor, ...]]]:
+        """The expert's adaLN parameters of every sampling step: [step][layer] a tuple of (1, 1, d) parts (nine
+        per block, then the output norm's shift and 1 + scale), which broadcast over any batch.
 
-        They depend on the step times and the weights only, so they are computed once for the S times and
-        kept until the times, the device or any weight changes (an optimiser step bumps the weights'
-        versions). Each step's are expanded to the batch, not recomputed per sample."""
+        They depend on the step times and the weights only, so they are computed and split once for the S times
+        and kept until the times, the device or any weight changes (an optimiser step bumps the weights'
+        versions)."""
         e = self.expert
         params = [*e.time_mlp.parameters(), *e.ada_out.parameters(), *(p for b in e.blocks for p in b.ada.parameters())]
         key = (tuple(times), str(device), torch.is_autocast_enabled(), tuple(p._version for p in params),
@@ -375,11 +395,13 @@ class _DenoiserHead(ActionHead):
         cache = getattr(self, "_mods_cache", None)
         if cache is None or cache[0] != key or torch.is_grad_enabled():
             tau = torch.tensor(times, device=device, dtype=torch.float32)  # (S,)
-            per_layer = self.expert.modulations(tau)  # [layer] (S, ·)
-            cache = (key, [[m[k:k + 1] for m in per_layer] for k in range(len(times))])
+            per_layer = self.expert.modulations(tau)  # [layer] (S, 9d), then (S, 2d)
+            split = [[tuple(m[k:k + 1, None].chunk(m.shape[-1] // e.width, dim=-1)) for m in per_layer]
+                     for k in range(len(times))]
+            cache = (key, split)
             if not torch.is_grad_enabled():
                 self._mods_cache = cache
-        return [[m.expand(batch, -1) for m in step] for step in cache[1]]
+        return cache[1]
 
 
 class FlowHead(_DenoiserHead):
@@ -412,13 +434,14 @@ class FlowHead(_DenoiserHead):
         if ctx.guided != (guidance != 1.0):
             raise ValueError(f"FlowHead.sample: guidance {guidance} with a Context built "
                              f"{'with' if ctx.guided else 'without'} guidance (use S1Model.encode_for_sampling)")
-        mods = self.step_modulations([k / self.steps for k in range(self.steps)], ctx.batch, ctx.prefix.device)
+        mods = self.step_modulations([k / self.steps for k in range(self.steps)], ctx.prefix.device)
+        weights = self.expert.block_weights()
 
         def velocity(x: Tensor, tau: float) -> Tensor:
             mod = mods[round(tau * self.steps)]  # tau = k / steps
             if not ctx.guided:
-                return self.predict(x, None, ctx, mod)
-            v_goal, v_none = self.predict(torch.cat([x, x]), None, ctx, mod).chunk(2)
+                return self.predict(x, None, ctx, mod, weights)
+            v_goal, v_none = self.predict(torch.cat([x, x]), None, ctx, mod, weights).chunk(2)
             return torch.lerp(v_none, v_goal, guidance)
 
         return euler_integrate(velocity, self._noise(ctx, generator), self.steps)
@@ -459,11 +482,12 @@ class DiffusionHead(_DenoiserHead):
         self._unguided(ctx, guidance)
         x = self._noise(ctx, generator)  # x_{T-1} ~ N(0, I)
         ab = self._alpha_bar_list
-        mods = self.step_modulations([t / self.train_steps for t in self.timesteps], ctx.batch, ctx.prefix.device)
+        mods = self.step_modulations([t / self.train_steps for t in self.timesteps], ctx.prefix.device)
+        weights = self.expert.block_weights()
         for i, t in enumerate(self.timesteps):
             last = i + 1 == len(self.timesteps)
             ab_s = 1.0 if last else ab[self.timesteps[i + 1]]
-            eps = self.predict(x, None, ctx, mods[i])
+            eps = self.predict(x, None, ctx, mods[i], weights)
             noise = None if last else self._noise(ctx, generator)
             x = ddpm_posterior_step(x, eps, ab[t], ab_s, noise, self.clip)
         return x

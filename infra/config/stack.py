@@ -120,7 +120,10 @@ class BenchRuntimeConfig:
     """messages / Ray calls / S0 steps run first and not measured"""
     rtf_seconds: float = 4.0
     """simulated seconds of the full stack (S2 + S1 + S0, committed checkpoints) in the lockstep runner, run
-    once without and once with the third-person video; 0 skips this part"""
+    without and with the third-person video, ``rtf_repeats`` times each; 0 skips this part"""
+    rtf_repeats: int = 3
+    """repeats of each real-time-factor run; the median is reported (with the min and max). On this shared
+    2-core machine one 4 s run of the same build measured anywhere from 1.4 to 2.3"""
     s1_checkpoint: str = "checkpoints/s1/policy.safetensors"
     s2_checkpoint: str = "checkpoints/s2/policy.safetensors"
     stack: StackConfig = field(default_factory=lambda: StackConfig(stop_on_success=False))
@@ -135,4 +138,6 @@ class BenchRuntimeConfig:
             raise ValueError(f"warmup must be >= 0, got {self.warmup}")
         if self.rtf_seconds < 0:
             raise ValueError(f"rtf_seconds must be >= 0, got {self.rtf_seconds}")
+        if self.rtf_repeats < 1:
+            raise ValueError(f"rtf_repeats must be >= 1, got {self.rtf_repeats}")
 

@@ -107,7 +107,8 @@ def test_bench_runtime_smoke_and_clean_shutdown():
 
     ipc_files = set(Path(tempfile.gettempdir()).glob("humanoid-*.ipc"))
     before = descendants(os.getpid())
-    result = bench_runtime(BenchRuntimeConfig(messages=50, loop_seconds=0.2, warmup=10, rtf_seconds=0.4))
+    result = bench_runtime(BenchRuntimeConfig(messages=50, loop_seconds=0.2, warmup=10, rtf_seconds=0.4,
+                                              rtf_repeats=2))
     keys = ["zmq_one_way_us_p50", "zmq_one_way_us_p99", "ray_call_us_p50", "ray_call_us_p99", "zmq_vs_ray_ratio",
             "zmq_vs_ray_ratio_with_codec", "encode_us_p50", "decode_us_p50", "s0_500hz_jitter_ms_p99",
             "s0_1khz_jitter_ms_p99", "lockstep_rtf", "lockstep_rtf_render"]
@@ -117,6 +118,9 @@ def test_bench_runtime_smoke_and_clean_shutdown():
         assert 0.0 <= result[key] <= 1.0, (key, result[key])
     assert result["zmq_rejected"] == 0 and result["s0_500hz_ticks"] > 0 and result["s0_1khz_ticks"] > 0
     assert result["lockstep_physics_hz"] == 500 and result["lockstep_s1_steps"] == 10  # the defaults, as measured
+    for key in ("lockstep_rtf", "lockstep_rtf_render"):  # the median of the repeats, within their spread
+        assert result[f"{key}_min"] <= result[key] <= result[f"{key}_max"], key
+    assert result["lockstep_rtf_repeats"] == 2
     assert result["s0_loop_nice"] in (-10, 0)  # S0's priority in the runner, or 0 where raising it is refused
     give_up = time.monotonic() + 20.0  # Ray's processes take a moment to exit after ray.shutdown()
     while (left := descendants(os.getpid()) - before) and time.monotonic() < give_up:
