@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from infra.config import ConfigError, load_config, to_yaml
 from infra.config.s0 import BenchS0Config, EvalS0Config, TrainS0Config
-from infra.config.s1 import EvalS1Config, TrainS1Config
+from infra.config.s1 import EvalS1Config, EvalTeacherConfig, TrainS1Config
 from infra.config.s2 import EvalStackConfig, TrainS2Config
 from infra.config.schemas import BenchSimConfig, BodyInfoConfig, MotionConfig, RunConfig
 from infra.config.stack import BenchRuntimeConfig, CollectConfig
@@ -22,9 +22,11 @@ from infra.gl import ensure_gl_backend
 SCHEMAS = {"run": RunConfig, "body-info": BodyInfoConfig, "bench-sim": BenchSimConfig, "motion": MotionConfig,
            "train-s0": TrainS0Config, "eval-s0": EvalS0Config, "bench-s0": BenchS0Config,
            "collect": CollectConfig, "train-s1": TrainS1Config, "eval-s1": EvalS1Config,
-           "train-s2": TrainS2Config, "eval-stack": EvalStackConfig, "bench-runtime": BenchRuntimeConfig}
+           "train-s2": TrainS2Config, "eval-stack": EvalStackConfig, "eval-teacher": EvalTeacherConfig,
+           "bench-runtime": BenchRuntimeConfig}
 
-ALIASES = {"train-s1": {"head": "model.head"}}  # short names the issues and the README use
+ALIASES = {"train-s1": {"head": "model.head"},  # short names the issues and the README use
+           "eval-teacher": {"checkpoint": "stack.s0_checkpoint"}}
 
 
 def _cmd_run(cfg: RunConfig, as_json: bool) -> int:
@@ -166,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
          _lazy("systems.s1_cmd", "eval_s1_cmd"))
     _add(evaluate, "stack", "S2 + S1 + S0 closed loop on held-out layouts and paraphrases", "eval-stack",
          _lazy("systems.s1_cmd", "eval_stack_cmd"))
+    _add(evaluate, "teacher", "the scripted teacher's plans executed by S0: success, falls and fall times per family",
+         "eval-teacher", _lazy("systems.s1_cmd", "eval_teacher_cmd"))
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench_command", required=True)
     _add(bench, "sim", "raw single-thread physics vs the batched backend", "bench-sim", _cmd_bench_sim)
     _add(bench, "s0", "S0 training throughput vs the physics ceiling, policy latency", "bench-s0",

@@ -1,4 +1,4 @@
-"""``humanoid collect``, ``train s1``, ``eval s1``, ``train s2`` and ``eval stack``."""
+"""``humanoid collect``, ``train s1``, ``eval s1``, ``train s2``, ``eval stack`` and ``eval teacher``."""
 
 from __future__ import annotations
 
@@ -109,5 +109,14 @@ def eval_stack_cmd(cfg, as_json: bool) -> int:
 
     with tracked(cfg, "eval stack") as tracker:
         result = evaluate_stack(cfg, progress=not as_json, tracker=tracker)
+    _print(result, as_json)
+    return 0
+
+
+def eval_teacher_cmd(cfg, as_json: bool) -> int:
+    from systems.eval_teacher import evaluate_teacher
+
+    with tracked(cfg, "eval teacher") as tracker:
+        result = evaluate_teacher(cfg, progress=not as_json, tracker=tracker)
     _print(result, as_json)
     return 0

@@ -196,3 +196,24 @@ class EvalS1Config:
     video: str = ""
     """write an mp4 of the first closed-loop episode of each head into this folder ("" = none)"""
     tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="s1-eval"))
+
+
+@dataclass
+class EvalTeacherConfig:
+    """``humanoid eval teacher``: the scripted teacher's plans executed by an S0 in the lockstep runner, the data S1
+    learns from and the ceiling of what S1 on that S0 can reach. Episodes run to their time limit (not stopped at
+    success), so a fall after the goal is reached is seen."""
+
+    stack: StackConfig = field(default_factory=lambda: StackConfig(stop_on_success=False))
+    """the stack whose S0 (``stack.s0_checkpoint``) executes the plans"""
+    families: list[str] = field(default_factory=list)
+    """task families to run ([] = all), in turn"""
+    episodes: int = 48
+    """episodes in all, the families in turn, held-out layouts"""
+    seed: int = 0
+    """first evaluation episode seed"""
+    tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="eval-teacher"))
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {self.episodes}")

@@ -113,6 +113,22 @@ def test_eval_s0_reports_the_phc_metrics(tmp_path):
     assert out.returncode == 2 and "nope.safetensors" in out.stderr
 
 
+def test_eval_teacher_reports_falls_and_their_times(tmp_path):
+    # checkpoint=none: PD alone executes the plans. It stands through "stop" and falls a few seconds into a walk;
+    # episodes run on past success, so the fall is counted with its time, inside the plan.
+    out = humanoid("eval", "teacher", "--json", "checkpoint=none", "families=[stop, walk_forward]", "episodes=2",
+                   "tracking.enabled=false", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert r["episodes"] == 2 and r["balanced_gait"] is False and r["s0_checkpoint"] == "none"
+    stop, walk = r["per_family"]["stop"], r["per_family"]["walk_forward"]
+    assert stop["success"] == 1.0 and stop["fell"] == 0.0 and stop["fall_s"] is None
+    assert walk["fell"] == 1.0 and 0.5 < walk["fall_s"] < walk["plan_s"]
+    assert r["fell_rate"] == 0.5
+    out = humanoid("eval", "teacher", "families=[moonwalk]", "tracking.enabled=false", cwd=tmp_path)
+    assert out.returncode == 2 and "moonwalk" in out.stderr
+
+
 def test_bench_s0_reports_ratio_in_one_run(tmp_path):
     out = humanoid("bench", "s0", "--json", "train.env.sim.num_envs=4", "train.ppo.steps_per_env=4", "iterations=1",
                    "latency_calls=50", "train.env.clips=[stand]", "train.ppo.actor_hidden=[32]", cwd=tmp_path)

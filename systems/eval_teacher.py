@@ -1,0 +1,57 @@
+"""``humanoid eval teacher``: how well an S0 executes the scripted teacher's plans.
+
+The teacher (``systems.teacher``) plans each task from privileged state and S0 tracks the plan in the lockstep
+runner, exactly as during ``humanoid collect``. That is the data S1 is trained on and the ceiling of what S1 on
+this S0 can reach, so it is the measure of an S0 for the stack (``humanoid eval s0`` measures clips from their
+first frame). Episodes run to the task's time limit, not stopped at success: a fall after the goal counts.
+
+The lockstep runner is deterministic and the teacher reads no image, so families without a target object
+(walk_forward, turn_left, wave_right, ...) replay the same plan from the same state in every episode: their
+episodes repeat one outcome. Families with a target get a new layout, so a new plan, every episode.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from tqdm import tqdm
+
+from infra.config.s1 import EvalTeacherConfig
+from systems.lockstep import LockstepRunner
+from systems.tasks import FAMILY_NAMES, sample_task, task_rng, task_scene
+from systems.teacher import GoalParamsLayer, TeacherLayer
+
+
+def evaluate_teacher(cfg: EvalTeacherConfig, progress: bool = True, tracker=None) -> dict:
+    """-> ``success_rate``, ``fell_rate``, ``per_family`` (success, fell, ``fall_s`` mean time of the falls or None,
+    ``plan_s`` mean plan length), ``episodes``, ``balanced_gait`` and the S0 checkpoint."""
+    unknown = sorted(set(cfg.families) - set(FAMILY_NAMES))
+    if unknown:
+        raise ValueError(f"eval teacher: unknown families {unknown}; known: {FAMILY_NAMES}")
+    families = cfg.families or FAMILY_NAMES
+    runner = LockstepRunner(cfg.stack)
+    teacher = TeacherLayer(runner.body, cfg.stack.rates.horizon, runner.backend.ctrl_dt, runner.balanced_gait)
+    rows: dict[str, list[tuple[bool, bool, float, float]]] = {}
+    try:
+        for i in tqdm(range(cfg.episodes), desc="eval teacher", disable=not progress):
+            family = families[i % len(families)]
+            task = sample_task(task_rng(cfg.seed + i, "eval"), task_scene(cfg.stack.scene), "eval", [family])
+            result = runner.run(task, teacher, GoalParamsLayer())
+            rows.setdefault(family, []).append((result.success, result.fell, result.duration_s,
+                                                teacher.teacher.duration_s))
+    finally:
+        runner.close()
+    per_family = {}
+    for family, r in rows.items():
+        falls = [t for _, fell, t, _ in r if fell]
+        per_family[family] = {"success": round(float(np.mean([s for s, *_ in r])), 3),
+                              "fell": round(len(falls) / len(r), 3),
+                              "fall_s": round(float(np.mean(falls)), 2) if falls else None,
+                              "plan_s": round(float(np.mean([p for *_, p in r])), 2), "episodes": len(r)}
+    flat = [row for r in rows.values() for row in r]
+    result = {"success_rate": round(float(np.mean([s for s, *_ in flat])), 4),
+              "fell_rate": round(float(np.mean([f for _, f, *_ in flat])), 4), "per_family": per_family,
+              "episodes": len(flat), "balanced_gait": runner.balanced_gait, "s0_checkpoint": cfg.stack.s0_checkpoint}
+    if tracker is not None:
+        tracker.log_metrics({"teacher/success_rate": result["success_rate"], "teacher/fell_rate": result["fell_rate"]}
+                            | {f"teacher/success/{f}": v["success"] for f, v in per_family.items()})
+    return result
