@@ -45,6 +45,14 @@ def demo_features(n_dof: int, horizon: int, image_size: int) -> dict[str, Featur
     }
 
 
+def episode_families(cfg: CollectConfig, i: int) -> list[str] | None:
+    """The families episode i draws from: one in turn (``families_in_turn``), else all of ``families`` (None: all)."""
+    if not cfg.families_in_turn:
+        return cfg.families or None
+    pool = cfg.families or FAMILY_NAMES
+    return [pool[i % len(pool)]]
+
+
 def collect(cfg: CollectConfig, progress: bool = True, tracker=None) -> dict:
     """Record ``cfg.episodes`` successful-or-not (but upright) teacher episodes into ``cfg.out``."""
     runner = LockstepRunner(cfg.stack)
@@ -71,7 +79,7 @@ def collect(cfg: CollectConfig, progress: bool = True, tracker=None) -> dict:
             bar = tqdm(range(cfg.episodes), desc="collect", disable=not progress)
             for i in bar:
                 task = sample_task(task_rng(cfg.seed + i, cfg.split), task_scene(cfg.stack.scene), cfg.split,
-                                   cfg.families or None)
+                                   episode_families(cfg, i))
                 ticks: list[Tick] = []
                 result = runner.run(task, driver, goal, record=ticks.append)
                 rows = ticks if driver is teacher else [dataclasses.replace(t, chunk=c)  # the teacher's label

@@ -88,6 +88,9 @@ class CollectConfig:
     """train (training paraphrases and layouts) or eval (held-out ones)"""
     families: list[str] = field(default_factory=list)
     """task families to draw from; [] = all"""
+    families_in_turn: bool = False
+    """episode i gets the (i mod n)-th family, so every family gets an equal share; false draws each episode's
+    family at random with its layout (how the committed S1's 200 episodes were collected: 8 were point_at)"""
     policy: str = ""
     """an S1 policy checkpoint: DAgger collection. The policy drives the body (its goal encoder reading the
     privileged goal) and the teacher labels every state it visits with the chunk it would have sent then;

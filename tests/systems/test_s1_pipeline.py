@@ -10,11 +10,11 @@ from stack_fixtures import STACK, TINY, tiny_s1_config
 
 from infra.checkpoint import CheckpointError
 from infra.config.s1 import S1ModelConfig, TrainS1Config
-from infra.config.stack import StackConfig
+from infra.config.stack import CollectConfig, StackConfig
 from s1_policy.dataset import DemoDataset
 from s1_policy.policy import S1Policy
 from s1_policy.train import train_s1
-from systems.collect import IMAGE_KEY
+from systems.collect import IMAGE_KEY, episode_families
 from systems.layers import GoalEncoderLayer, S1Layer
 from systems.lockstep import LockstepRunner
 from systems.tasks import FAMILY_NAMES, instructions, sample_task, task_rng, task_scene
@@ -215,3 +215,17 @@ def test_goal_from_keeps_another_policys_goal_encoder_across_architectures(demos
     with pytest.raises(CheckpointError, match="z of 128"):
         train_s1(TrainS1Config(**{**_cfg(root, tmp_path / "bad", 2, goal_from=str(tiny_s1)).__dict__,
                                   "model": small}), progress=False)
+
+
+def test_collect_families_in_turn_gives_every_family_an_equal_share():
+    def families(cfg: CollectConfig) -> list[str]:
+        scene = task_scene(cfg.stack.scene)
+        return [sample_task(task_rng(cfg.seed + i, "train"), scene, "train", episode_families(cfg, i)).family
+                for i in range(cfg.episodes)]
+
+    in_turn = families(CollectConfig(episodes=24, families_in_turn=True))
+    assert sorted(in_turn) == sorted(FAMILY_NAMES * 2)
+    drawn = families(CollectConfig(episodes=24))  # at random: the shares come out uneven
+    assert set(drawn) <= set(FAMILY_NAMES) and max(drawn.count(f) for f in FAMILY_NAMES) > 2
+    assert families(CollectConfig(episodes=4, families=["squat", "stop"], families_in_turn=True)) == \
+        ["squat", "stop", "squat", "stop"]
