@@ -8,6 +8,8 @@ first frame). Episodes run to the task's time limit, not stopped at success: a f
 The lockstep runner is deterministic and the teacher reads no image, so families without a target object
 (walk_forward, turn_left, wave_right, ...) replay the same plan from the same state in every episode: their
 episodes repeat one outcome. Families with a target get a new layout, so a new plan, every episode.
+``push_mps`` > 0 starts every episode with a small push in a direction drawn from its seed, so that every
+episode is a different trajectory.
 """
 
 from __future__ import annotations
@@ -34,8 +36,11 @@ def evaluate_teacher(cfg: EvalTeacherConfig, progress: bool = True, tracker=None
     try:
         for i in tqdm(range(cfg.episodes), desc="eval teacher", disable=not progress):
             family = families[i % len(families)]
-            task = sample_task(task_rng(cfg.seed + i, "eval"), task_scene(cfg.stack.scene), "eval", [family])
-            result = runner.run(task, teacher, GoalParamsLayer())
+            rng = task_rng(cfg.seed + i, "eval")
+            task = sample_task(rng, task_scene(cfg.stack.scene), "eval", [family])
+            heading = rng.uniform(-np.pi, np.pi)
+            push = cfg.push_mps * np.array([np.cos(heading), np.sin(heading)]) if cfg.push_mps > 0 else None
+            result = runner.run(task, teacher, GoalParamsLayer(), push=push)
             rows.setdefault(family, []).append((result.success, result.fell, result.duration_s,
                                                 teacher.teacher.duration_s))
     finally:
@@ -50,7 +55,8 @@ def evaluate_teacher(cfg: EvalTeacherConfig, progress: bool = True, tracker=None
     flat = [row for r in rows.values() for row in r]
     result = {"success_rate": round(float(np.mean([s for s, *_ in flat])), 4),
               "fell_rate": round(float(np.mean([f for _, f, *_ in flat])), 4), "per_family": per_family,
-              "episodes": len(flat), "balanced_gait": runner.balanced_gait, "s0_checkpoint": cfg.stack.s0_checkpoint}
+              "episodes": len(flat), "balanced_gait": runner.balanced_gait, "s0_checkpoint": cfg.stack.s0_checkpoint,
+              "push_mps": cfg.push_mps}
     if tracker is not None:
         tracker.log_metrics({"teacher/success_rate": result["success_rate"], "teacher/fell_rate": result["fell_rate"]}
                             | {f"teacher/success/{f}": v["success"] for f, v in per_family.items()})

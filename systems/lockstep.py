@@ -157,10 +157,15 @@ class LockstepRunner:
         return self.s0.policy is not None and self.s0.policy.balanced_gait
 
     def run(self, task: Task, s1: ChunkLayer, s2: GoalLayer, record: Callable[[Tick], None] | None = None,
-            video_every: int = 0, max_seconds: float | None = None) -> EpisodeResult:
+            video_every: int = 0, max_seconds: float | None = None, push: np.ndarray | None = None) -> EpisodeResult:
         """One episode: reset the world to ``task.layout``, tick the layers until success, a fall or the
-        time limit. ``video_every`` > 0 keeps a third-person frame every that many control steps."""
-        obs = self.backend.reset(layout=task.layout[None])
+        time limit. ``video_every`` > 0 keeps a third-person frame every that many control steps. ``push``:
+        a planar velocity (2,) m/s given to the standing body at the start (episodes that would otherwise
+        replay one another)."""
+        self.backend.reset(layout=task.layout[None])
+        if push is not None:
+            self.backend.push(np.array([0]), np.array([[*np.asarray(push, dtype=float).reshape(2), 0.0]]))
+        obs = self.backend.observe()
         priv = self.world.privileged(obs, task)
         self.s0.reset(obs)
         self.broker.reset()

@@ -212,8 +212,13 @@ class EvalTeacherConfig:
     """episodes in all, the families in turn, held-out layouts"""
     seed: int = 0
     """first evaluation episode seed"""
+    push_mps: float = 0.0
+    """each episode starts with the standing body pushed at this speed, m/s, in a direction drawn from the episode's
+    seed: without it, a family without a target replays one plan from one state in every episode"""
     tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="eval-teacher"))
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+        if self.push_mps < 0:
+            raise ValueError(f"push_mps must be >= 0, got {self.push_mps}")

@@ -120,7 +120,7 @@ def test_eval_teacher_reports_falls_and_their_times(tmp_path):
                    "tracking.enabled=false", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
-    assert r["episodes"] == 2 and r["balanced_gait"] is False and r["s0_checkpoint"] == "none"
+    assert r["episodes"] == 2 and r["balanced_gait"] is False and r["s0_checkpoint"] == "none" and r["push_mps"] == 0
     stop, walk = r["per_family"]["stop"], r["per_family"]["walk_forward"]
     assert stop["success"] == 1.0 and stop["fell"] == 0.0 and stop["fall_s"] is None
     assert walk["fell"] == 1.0 and 0.5 < walk["fall_s"] < walk["plan_s"]

@@ -118,3 +118,15 @@ def test_records_what_s1_will_see(runner):
     assert tick.z[-1] == 1.0  # the target is present in the goal parameters
     assert tick.chunk.joint_pos.shape == (16, runner.body.n_dof)
     assert dataclasses.is_dataclass(tick.privileged)
+
+
+def test_a_start_push_moves_the_body_and_replays_exactly(runner):
+    def final_xy(push):
+        rows = []
+        runner.run(_task("stop"), TeacherLayer(runner.body), GoalParamsLayer(), push=push,
+                   record=lambda tick: rows.append(tick.privileged.root_xy.copy()), max_seconds=0.5)
+        return rows[-1]
+
+    still, pushed = final_xy(None), final_xy(np.array([0.3, 0.0]))
+    assert pushed[0] - still[0] > 0.01  # pushed forward (+x, the robot's heading at the start)
+    np.testing.assert_array_equal(pushed, final_xy(np.array([0.3, 0.0])))
