@@ -25,7 +25,7 @@ from infra.config.stack import CollectConfig
 from s1_policy.dataset import DatasetWriter, Feature
 from s1_policy.features import action_dim, chunk_to_array, proprio_dim
 from systems.lockstep import LockstepRunner, Tick
-from systems.tasks import FAMILY_NAMES, GOAL_DIM, sample_task, task_rng, task_scene
+from systems.tasks import FAMILY_NAMES, GOAL_DIM, family_in_turn, sample_task, task_rng, task_scene
 from systems.teacher import DaggerLayer, GoalParamsLayer, TeacherLayer
 
 IMAGE_KEY = "observation.images.head"
@@ -47,10 +47,7 @@ def demo_features(n_dof: int, horizon: int, image_size: int) -> dict[str, Featur
 
 def episode_families(cfg: CollectConfig, i: int) -> list[str] | None:
     """The families episode i draws from: one in turn (``families_in_turn``), else all of ``families`` (None: all)."""
-    if not cfg.families_in_turn:
-        return cfg.families or None
-    pool = cfg.families or FAMILY_NAMES
-    return [pool[i % len(pool)]]
+    return [family_in_turn(i, cfg.families)] if cfg.families_in_turn else (cfg.families or None)
 
 
 def collect(cfg: CollectConfig, progress: bool = True, tracker=None) -> dict:

@@ -22,7 +22,7 @@ from s1_policy.policy import S1Policy
 from s1_policy.train import Batcher, chunk_error, load_demos
 from systems.layers import GoalEncoderLayer, S1Layer
 from systems.lockstep import LockstepRunner
-from systems.tasks import FAMILY_NAMES, GOAL_DIM, sample_task, task_rng, task_scene
+from systems.tasks import FAMILY_NAMES, GOAL_DIM, family_in_turn, sample_task, task_rng, task_scene
 
 
 def closed_loop(runner: LockstepRunner, policy: S1Policy, cfg: EvalS1Config, progress: bool,
@@ -33,7 +33,7 @@ def closed_loop(runner: LockstepRunner, policy: S1Policy, cfg: EvalS1Config, pro
     per_family: dict[str, list[bool]] = {}
     fell = 0
     for i in tqdm(range(cfg.episodes), desc=f"eval s1 ({policy.config.head})", disable=not progress):
-        family = FAMILY_NAMES[i % len(FAMILY_NAMES)]
+        family = family_in_turn(i)
         task = sample_task(task_rng(cfg.seed + i, "eval"), task_scene(cfg.stack.scene), "eval", [family])
         result = runner.run(task, s1, s2, video_every=2 if (video_path is not None and i == 0) else 0)
         per_family.setdefault(family, []).append(result.success)

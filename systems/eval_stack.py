@@ -19,7 +19,7 @@ from s2_vlm.policy import S2Policy
 from systems.layers import GoalEncoderLayer, S1Layer
 from systems.lockstep import GoalLayer, LockstepRunner, Privileged
 from systems.s2_layer import S2Layer, layer_for_stack
-from systems.tasks import FAMILY_NAMES, Task, sample_task, task_rng, task_scene
+from systems.tasks import Task, family_in_turn, sample_task, task_rng, task_scene
 
 OUT_OF_SCOPE_INSTRUCTION = "bake me a chocolate cake"
 
@@ -49,7 +49,7 @@ def evaluate_stack(cfg: EvalStackConfig, progress: bool = True, tracker=None) ->
     per_task: dict[str, list[bool]] = {}
     try:
         for i in tqdm(range(cfg.episodes), desc="eval stack", disable=not progress):
-            family = FAMILY_NAMES[i % len(FAMILY_NAMES)]
+            family = family_in_turn(i)
             task = sample_task(task_rng(cfg.seed + i, "eval"), task_scene(cfg.stack.scene), "eval", [family])
             per_task.setdefault(family, []).append(runner.run(task, layer1, layer2).success)
         unknown = Task("unknown", OUT_OF_SCOPE_INSTRUCTION, time_limit_s=4.0,

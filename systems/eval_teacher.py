@@ -19,23 +19,19 @@ from tqdm import tqdm
 
 from infra.config.s1 import EvalTeacherConfig
 from systems.lockstep import LockstepRunner
-from systems.tasks import FAMILY_NAMES, sample_task, task_rng, task_scene
+from systems.tasks import family_in_turn, sample_task, task_rng, task_scene
 from systems.teacher import GoalParamsLayer, TeacherLayer
 
 
 def evaluate_teacher(cfg: EvalTeacherConfig, progress: bool = True, tracker=None) -> dict:
     """-> ``success_rate``, ``fell_rate``, ``per_family`` (success, fell, ``fall_s`` mean time of the falls or None,
     ``plan_s`` mean plan length), ``episodes``, ``balanced_gait`` and the S0 checkpoint."""
-    unknown = sorted(set(cfg.families) - set(FAMILY_NAMES))
-    if unknown:
-        raise ValueError(f"eval teacher: unknown families {unknown}; known: {FAMILY_NAMES}")
-    families = cfg.families or FAMILY_NAMES
     runner = LockstepRunner(cfg.stack)
     teacher = TeacherLayer(runner.body, cfg.stack.rates.horizon, runner.backend.ctrl_dt, runner.balanced_gait)
     rows: dict[str, list[tuple[bool, bool, float, float]]] = {}
     try:
         for i in tqdm(range(cfg.episodes), desc="eval teacher", disable=not progress):
-            family = families[i % len(families)]
+            family = family_in_turn(i, cfg.families)
             rng = task_rng(cfg.seed + i, "eval")
             task = sample_task(rng, task_scene(cfg.stack.scene), "eval", [family])
             heading = rng.uniform(-np.pi, np.pi)

@@ -91,6 +91,9 @@ def sample_task(rng: np.random.Generator, scene: SceneConfig, split: str = "trai
     """A random family, instruction paraphrase, layout and (for object tasks) target object."""
     if split not in ("train", "eval"):
         raise ValueError(f"task split must be train or eval, got {split!r}")
+    unknown = sorted(set(families or ()) - set(FAMILIES))
+    if unknown:
+        raise ValueError(f"unknown task families {unknown}; known: {FAMILY_NAMES}")
     family = str(rng.choice(families or FAMILY_NAMES))
     layout = sample_layout(rng, scene, 1)[0]
     needs_object, limit = FAMILIES[family]
@@ -100,6 +103,12 @@ def sample_task(rng: np.random.Generator, scene: SceneConfig, split: str = "trai
         target = scene.objects[int(rng.integers(len(scene.objects)))].name
         text = text.format(obj=object_phrase(target))
     return Task(family, text, target, limit, layout)
+
+
+def family_in_turn(i: int, families: list[str] | None = None) -> str:
+    """Episode i's family when the families ([] or None: all) take turns, so each gets an equal share."""
+    pool = families or FAMILY_NAMES
+    return pool[i % len(pool)]
 
 
 def task_rng(seed: int, split: str) -> np.random.Generator:

@@ -49,6 +49,8 @@ def test_eval_layouts_come_from_another_seed_range():
     assert not np.allclose(a.layout, b.layout)
     assert b.instruction.split(" the ")[0] + " {obj}" in instructions("walk_to", "eval")
     assert "the " in a.instruction and a.target in {o.name for o in scene.objects}
+    with pytest.raises(ValueError, match=r"unknown task families \['moonwalk'\]"):
+        sample_task(task_rng(3, "train"), scene, "train", ["walk_to", "moonwalk"])
 
 
 def test_goal_parameters_by_hand():
