@@ -25,7 +25,7 @@ from infra.config.stack import CollectConfig
 from s1_policy.dataset import DatasetWriter, Feature
 from s1_policy.features import action_dim, chunk_to_array, proprio_dim
 from systems.lockstep import LockstepRunner, Tick
-from systems.tasks import FAMILY_NAMES, GOAL_DIM, family_in_turn, sample_task, task_rng, task_scene
+from systems.tasks import FAMILY_NAMES, GOAL_DIM, check_families, family_in_turn, sample_task, task_rng, task_scene
 from systems.teacher import DaggerLayer, GoalParamsLayer, TeacherLayer
 
 IMAGE_KEY = "observation.images.head"
@@ -52,6 +52,7 @@ def episode_families(cfg: CollectConfig, i: int) -> list[str] | None:
 
 def collect(cfg: CollectConfig, progress: bool = True, tracker=None) -> dict:
     """Record ``cfg.episodes`` successful-or-not (but upright) teacher episodes into ``cfg.out``."""
+    check_families(cfg.families)  # before the dataset folder is created
     runner = LockstepRunner(cfg.stack)
     body = runner.body
     balance = runner.balanced_gait  # the teacher walks the way its S0 was trained to

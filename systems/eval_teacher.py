@@ -19,13 +19,14 @@ from tqdm import tqdm
 
 from infra.config.s1 import EvalTeacherConfig
 from systems.lockstep import LockstepRunner
-from systems.tasks import family_in_turn, sample_task, task_rng, task_scene
+from systems.tasks import check_families, family_in_turn, sample_task, task_rng, task_scene
 from systems.teacher import GoalParamsLayer, TeacherLayer
 
 
 def evaluate_teacher(cfg: EvalTeacherConfig, progress: bool = True, tracker=None) -> dict:
     """-> ``success_rate``, ``fell_rate``, ``per_family`` (success, fell, ``fall_s`` mean time of the falls or None,
     ``plan_s`` mean plan length), ``episodes``, ``balanced_gait`` and the S0 checkpoint."""
+    check_families(cfg.families)
     runner = LockstepRunner(cfg.stack)
     teacher = TeacherLayer(runner.body, cfg.stack.rates.horizon, runner.backend.ctrl_dt, runner.balanced_gait)
     rows: dict[str, list[tuple[bool, bool, float, float]]] = {}

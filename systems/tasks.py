@@ -91,9 +91,7 @@ def sample_task(rng: np.random.Generator, scene: SceneConfig, split: str = "trai
     """A random family, instruction paraphrase, layout and (for object tasks) target object."""
     if split not in ("train", "eval"):
         raise ValueError(f"task split must be train or eval, got {split!r}")
-    unknown = sorted(set(families or ()) - set(FAMILIES))
-    if unknown:
-        raise ValueError(f"unknown task families {unknown}; known: {FAMILY_NAMES}")
+    check_families(families)
     family = str(rng.choice(families or FAMILY_NAMES))
     layout = sample_layout(rng, scene, 1)[0]
     needs_object, limit = FAMILIES[family]
@@ -103,6 +101,13 @@ def sample_task(rng: np.random.Generator, scene: SceneConfig, split: str = "trai
         target = scene.objects[int(rng.integers(len(scene.objects)))].name
         text = text.format(obj=object_phrase(target))
     return Task(family, text, target, limit, layout)
+
+
+def check_families(families: list[str] | None) -> None:
+    """ValueError naming any family that is not one of the suite's (commands call it before starting work)."""
+    unknown = sorted(set(families or ()) - set(FAMILIES))
+    if unknown:
+        raise ValueError(f"unknown task families {unknown}; known: {FAMILY_NAMES}")
 
 
 def family_in_turn(i: int, families: list[str] | None = None) -> str:
