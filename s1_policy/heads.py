@@ -222,10 +222,10 @@ class ExpertBlock(nn.Module):
                 self.cross_out.weight, self.cross_out.bias, self.norm3.weight, self.norm3.bias, up.weight, up.bias,
                 down.weight, down.bias)
 
-    def forward(self, x: Tensor, kv: tuple[Tensor, Tensor], mod: Tensor | tuple[Tensor, ...] | None, causal: bool,
+    def forward(self, x: Tensor, kv: tuple[Tensor, Tensor], mod: tuple[Tensor, ...] | None, causal: bool,
                 w: tuple[Tensor | None, ...] | None = None) -> Tensor:
-        """x (B, T, d), this block's prefix (k, v), mod (B, 9d) from :meth:`modulation` (or already split into
-        its nine (B or 1, 1, d) parts) or None, w: :meth:`weights` or None (fetched here) -> (B, T, d)."""
+        """x (B, T, d), this block's prefix (k, v), mod: the nine (B or 1, 1, d) parts of :meth:`modulation`
+        (:meth:`ActionExpert.modulations`) or None, w: :meth:`weights` or None (fetched here) -> (B, T, d)."""
         n1w, n1b, qkv_w, qkv_b, so_w, so_b, n2w, n2b, cq_w, cq_b, co_w, co_b, n3w, n3b, up_w, up_b, dn_w, dn_b = \
             self.weights() if w is None else w
         shape, eps, heads = self.norm_shape, self.norm_eps, self.heads
@@ -245,7 +245,7 @@ class ExpertBlock(nn.Module):
             x = x + self_attn(F.layer_norm(x, shape, n1w, n1b, eps))
             x = x + cross_attn(F.layer_norm(x, shape, n2w, n2b, eps))
             return x + mlp(F.layer_norm(x, shape, n3w, n3b, eps))
-        sh1, sc1, g1, sh2, sc2, g2, sh3, sc3, g3 = mod[:, None].chunk(9, dim=-1) if isinstance(mod, Tensor) else mod
+        sh1, sc1, g1, sh2, sc2, g2, sh3, sc3, g3 = mod
         x = torch.addcmul(x, g1, self_attn(torch.addcmul(sh1, F.layer_norm(x, shape, n1w, n1b, eps), sc1)))
         x = torch.addcmul(x, g2, cross_attn(torch.addcmul(sh2, F.layer_norm(x, shape, n2w, n2b, eps), sc2)))
         return torch.addcmul(x, g3, mlp(torch.addcmul(sh3, F.layer_norm(x, shape, n3w, n3b, eps), sc3)))
@@ -281,27 +281,28 @@ class ActionExpert(nn.Module):
         p = self.prefix_norm(prefix)
         return [block.cache_kv(p) for block in self.blocks]
 
-    def modulations(self, tau: Tensor) -> list[Tensor]:
-        """Times (N,) in [0, 1] -> adaLN parameters: (N, 9d) per block, then (N, 2d) (shift, 1 + scale) for the
-        output norm.
+    def modulations(self, tau: Tensor) -> list[tuple[Tensor, ...]]:
+        """Times (N,) in [0, 1] -> adaLN parameters, split into (N, 1, d) parts: per block its nine (shift,
+        1 + scale, gate of each sub-layer), then the output norm's two (shift, 1 + scale).
 
         They depend on the time only, so a sampler computes every step's in one batched call.
         """
         if self.time_mlp is None:
             raise ValueError("ActionExpert.modulations: this expert is not time-conditioned")
         cond = self.time_mlp(timestep_embedding(tau, self.width))  # (N, d)
-        shift, scale = self.ada_out(cond).chunk(2, dim=-1)
-        return [block.modulation(cond) for block in self.blocks] + [torch.cat([shift, 1.0 + scale], dim=-1)]
+        shift, scale = self.ada_out(cond)[:, None].chunk(2, dim=-1)
+        return [tuple(block.modulation(cond)[:, None].chunk(9, dim=-1)) for block in self.blocks] + \
+            [(shift, 1.0 + scale)]
 
     def block_weights(self) -> list[tuple[Tensor | None, ...]]:
         """Every block's :meth:`ExpertBlock.weights`: fetched once per chunk by a sampler."""
         return [block.weights() for block in self.blocks]
 
     def forward(self, tokens: Tensor, kv: list[tuple[Tensor, Tensor]], tau: Tensor | None = None,
-                mods: list[Tensor] | None = None, weights: list[tuple[Tensor | None, ...]] | None = None) -> Tensor:
-        """tokens (B, T, d), per-block K/V, and either tau (B,) or its precomputed ``modulations`` (or a sampler's
-        split ones, :meth:`_DenoiserHead.step_modulations`), ``weights``: :meth:`block_weights` or None ->
-        (B, T, d)."""
+                mods: list[tuple[Tensor, ...]] | None = None,
+                weights: list[tuple[Tensor | None, ...]] | None = None) -> Tensor:
+        """tokens (B, T, d), per-block K/V, and either tau (B,) or its precomputed :meth:`modulations` (parts of
+        batch B or 1), ``weights``: :meth:`block_weights` or None -> (B, T, d)."""
         x = tokens + self.pos[: tokens.shape[1]]  # (B, T, d)
         if self.time_mlp is not None and mods is None:
             if tau is None:
@@ -312,8 +313,8 @@ class ActionExpert(nn.Module):
         for block, block_kv, mod, w in zip(self.blocks, kv, block_mods, block_weights, strict=True):
             x = block.forward(x, block_kv, mod, self.causal, w)  # no module dispatch (see ExpertBlock)
         x = F.layer_norm(x, self.norm_out.normalized_shape, self.norm_out.weight, self.norm_out.bias, self.norm_out.eps)
-        if mods is not None:  # shift, 1 + scale: 2 × (B, 1, d)
-            shift, scale1 = mods[-1][:, None].chunk(2, dim=-1) if isinstance(mods[-1], Tensor) else mods[-1]
+        if mods is not None:
+            shift, scale1 = mods[-1]  # 2 × (B, 1, d): shift, 1 + scale
             x = torch.addcmul(shift, x, scale1)
         return x
 
@@ -382,12 +383,11 @@ class _DenoiserHead(ActionHead):
                         self.out_proj.bias)
 
     def step_modulations(self, times: list[float], device) -> list[list[tuple[Tensor, ...]]]:
-        """The expert's adaLN parameters of every sampling step: [step][layer] a tuple of (1, 1, d) parts (nine
-        per block, then the output norm's shift and 1 + scale), which broadcast over any batch.
+        """The expert's :meth:`ActionExpert.modulations` of every sampling step: [step][layer] (1, 1, d) parts,
+        which broadcast over any batch.
 
-        They depend on the step times and the weights only, so they are computed and split once for the S times
-        and kept until the times, the device or any weight changes (an optimiser step bumps the weights'
-        versions)."""
+        They depend on the step times and the weights only, so they are computed once for the S times and kept
+        until the times, the device or any weight changes (an optimiser step bumps the weights' versions)."""
         e = self.expert
         params = [*e.time_mlp.parameters(), *e.ada_out.parameters(), *(p for b in e.blocks for p in b.ada.parameters())]
         key = (tuple(times), str(device), torch.is_autocast_enabled(), tuple(p._version for p in params),
@@ -395,10 +395,8 @@ class _DenoiserHead(ActionHead):
         cache = getattr(self, "_mods_cache", None)
         if cache is None or cache[0] != key or torch.is_grad_enabled():
             tau = torch.tensor(times, device=device, dtype=torch.float32)  # (S,)
-            per_layer = self.expert.modulations(tau)  # [layer] (S, 9d), then (S, 2d)
-            split = [[tuple(m[k:k + 1, None].chunk(m.shape[-1] // e.width, dim=-1)) for m in per_layer]
-                     for k in range(len(times))]
-            cache = (key, split)
+            per_layer = self.expert.modulations(tau)  # [layer] parts (S, 1, d)
+            cache = (key, [[tuple(part[k:k + 1] for part in parts) for parts in per_layer] for k in range(len(times))])
             if not torch.is_grad_enabled():
                 self._mods_cache = cache
         return cache[1]
