@@ -117,7 +117,7 @@ def test_contacts_report_feet_on_the_floor(backend, body):
 
 def test_floor_holds_the_body_beyond_its_rendered_edge(backend, body):
     """The floor is drawn as a finite plane (FLOOR_HALF_M) but must collide everywhere."""
-    obs = backend.reset()
+    backend.reset()
     qpos = backend.get_state()[:, backend._qpos].copy()
     qpos[1, 0] += FLOOR_HALF_M + 5.0  # world 1 stands 5 m past the drawn floor's edge
     backend.set_qpos_qvel(np.array([1]), qpos[[1]], np.zeros((1, backend.model.nv)))
