@@ -148,7 +148,7 @@ class LockstepRunner:
         self.s1_every = int(round(cfg.rates.s1_period_s / dt))
         self.s2_every = int(round(cfg.rates.s2_period_s / dt))
         policy = None if cfg.s0_checkpoint == "none" else S0Policy(cfg.s0_checkpoint)
-        self.s0 = S0Controller(policy, self.body, dt)
+        self.s0 = S0Controller(policy, self.body, dt, cfg.s0_re_anchor_m, cfg.s0_re_anchor_rad, cfg.s0_balance)
         self.broker = ChunkBroker(cfg.rates.blend_frames)
 
     @property

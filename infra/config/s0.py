@@ -61,6 +61,26 @@ class RandomizeConfig:
 
 
 @dataclass
+class BalanceConfig:
+    """SIMBICON-style balance feedback added to S0's joint targets (``s0_locomotion/tracking/balance.py``)."""
+
+    enabled: bool = False
+    """add the feedback (training environment, evaluation and the stack's S0 controller alike)"""
+    k_pelvis: float = 1.0
+    """stance hip roll/pitch target change per rad of pelvis tilt error"""
+    c_v_lateral: float = 0.3
+    """swing hip roll change per m/s of sideways root velocity error (foot placement), rad s/m"""
+    c_v_sagittal: float = 0.2
+    """swing hip pitch change per m/s of forward root velocity error, rad s/m"""
+    k_ankle: float = 0.0
+    """stance ankle roll change per m/s of sideways root velocity error, rad s/m"""
+    max_tilt_rad: float = 0.4
+    """pelvis tilt error clamp"""
+    max_correction_rad: float = 0.4
+    """clamp of each joint's correction"""
+
+
+@dataclass
 class TrackingEnvConfig:
     """The S0 tracking environment (DESIGN §1: S0 tracks whatever reference S1 gives it)."""
 
@@ -94,6 +114,7 @@ class TrackingEnvConfig:
     terminate_error_m: float = 0.5
     """early termination when the mean body-position error exceeds this (PHC), m"""
     reward: RewardConfig = field(default_factory=RewardConfig)
+    balance: BalanceConfig = field(default_factory=BalanceConfig)
     randomize: RandomizeConfig = field(default_factory=RandomizeConfig)
 
     def __post_init__(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from infra.config.s0 import BalanceConfig
 from infra.config.schemas import BodyConfig, PhasesConfig, RealtimeConfig, SceneConfig, SimConfig, TrackingConfig
 
 __all__ = ["BenchRuntimeConfig", "CollectConfig", "PhasesConfig", "RatesConfig", "RealtimeConfig", "StackConfig"]
@@ -42,6 +43,13 @@ class StackConfig:
     and the objects (1.5-3 m away) still span several pixels"""
     s0_checkpoint: str = "checkpoints/s0/policy.safetensors"
     """the trained S0 policy ("none" = PD on the reference)"""
+    s0_re_anchor_m: float = 0.4
+    """S0 moves a chunk's anchor from its reference path to the measured root when the two are further apart
+    than this, m (``S0Controller.anchor``)"""
+    s0_re_anchor_rad: float = 0.5
+    """... or when their headings differ by more than this, rad"""
+    s0_balance: BalanceConfig = field(default_factory=BalanceConfig)
+    """SIMBICON-style balance feedback on S0's targets (``s0_locomotion/tracking/balance.py``)"""
     s1_sample_steps: int = 0
     """S1's flow (diffusion) sampling steps at run time; 0 = the checkpoint's (DESIGN's 10). The committed flow
     head's held-out chunk error is the same at 4 steps as at 10 (2.393 vs 2.398), and a chunk costs 9 ms

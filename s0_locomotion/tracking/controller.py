@@ -21,10 +21,11 @@ import torch
 
 from infra.chunks import chunk_to_world
 from infra.config import to_dict
-from infra.config.s0 import TrackingEnvConfig
+from infra.config.s0 import BalanceConfig, TrackingEnvConfig
 from infra.messages import MotionChunk
 from s0_locomotion.body import Body
 from s0_locomotion.sim.backend import SimObs
+from s0_locomotion.tracking.balance import BalanceFeedback
 from s0_locomotion.tracking.env import policy_observation
 from s0_locomotion.tracking.policy import S0Policy, observation_config
 from s0_locomotion.tracking.rotations import yaw_of
@@ -39,16 +40,21 @@ class S0Controller:
     """MotionChunk stream + robot observation -> joint position targets (1, n_dof), rad.
 
     ``policy=None`` tracks with zero residual (plain PD on the reference), for baselines and tests.
+    ``balance`` adds the SIMBICON feedback of ``balance.py`` to the targets when enabled; otherwise the
+    feedback the policy was trained with (its ``env.balance``), if any, applies.
     """
 
     def __init__(self, policy: S0Policy | None, body: Body, ctrl_dt: float, re_anchor_m: float = 0.4,
-                 re_anchor_rad: float = 0.5) -> None:
+                 re_anchor_rad: float = 0.5, balance: BalanceConfig | None = None) -> None:
         self.policy, self.body, self.ctrl_dt = policy, body, ctrl_dt
         self.re_anchor_m, self.re_anchor_rad = re_anchor_m, re_anchor_rad
         trained = policy.observation_config if policy is not None else observation_config(to_dict(TrackingEnvConfig()))
         self.future, self.action_scale = trained["future_frames"], trained["action_scale"]
         self.root_vel = trained["actor_root_vel"]
         self.default_pose = torch.from_numpy(body.default_pose.astype(np.float32))
+        if balance is None or not balance.enabled:
+            balance = trained["balance"]
+        self.balance = BalanceFeedback(balance, body) if balance.enabled else None
         self.chunks_received = self.stale_steps = self.re_anchors = 0
 
     def reset(self, obs: SimObs) -> None:
@@ -107,7 +113,13 @@ class S0Controller:
         now = int(round((float(obs.time[0]) - self.start) / self.ctrl_dt))
         if now + 1 > len(self.joints) - 1:
             self.stale_steps += 1
-        nxt = self.frame(now + 1)["joint_pos"]
+        ref = self.frame(now + 1)
+        nxt = ref["joint_pos"]
+        if self.balance is not None:
+            k = min(max(now + 1, 1), len(self.joints) - 1)
+            ref_vel = (self.root_pos[k:k + 1] - self.root_pos[k - 1:k]) / self.ctrl_dt if len(self.joints) > 1 \
+                else torch.zeros(1, 3)
+            nxt = nxt + self.balance(obs.root_quat, obs.root_lin_vel, obs.foot_contact, ref["root_quat"], ref_vel)
         if self.policy is None:
             return nxt.clone()
         x = policy_observation(obs, [self.frame(now + k) for k in self.future], self.default_pose, self.last_action,

@@ -24,6 +24,7 @@ from s0_locomotion.motion.clip import MotionClip
 from s0_locomotion.sim.backend import SimObs
 from s0_locomotion.sim.mujoco_backend import MujocoBackend
 from s0_locomotion.tracking import rewards as R
+from s0_locomotion.tracking.balance import BalanceFeedback
 from s0_locomotion.tracking.motion_lib import MotionLib
 from s0_locomotion.tracking.rotations import (
     quat_conj,
@@ -63,6 +64,7 @@ class TrackingEnv:
         self.clip_fail = torch.full((self.lib.num_clips,), 0.5)  # running termination rate per clip
         self._variants = self._make_variants()
         self._variant = np.zeros(n, dtype=int)
+        self.balance = BalanceFeedback(cfg.balance, self.body) if cfg.balance.enabled else None
         self.auto_reset = True  # training: done worlds restart at once; evaluation turns this off
         self.obs = self.reset_envs(torch.arange(n))
         self._obs_dict = self._observe(self.obs)
@@ -158,6 +160,10 @@ class TrackingEnv:
         actions = actions.detach().clamp(-5.0, 5.0)
         ref_next = self.lib.frame(self.clip, self.t + 1)
         targets = ref_next["joint_pos"] + self.cfg.action_scale * actions
+        if self.balance is not None:
+            o = self.obs
+            targets = targets + self.balance(o.root_quat, o.root_lin_vel, o.foot_contact, ref_next["root_quat"],
+                                             ref_next["root_lin_vel"])
         applied = torch.where(self.latency[:, None], self.prev_targets, targets)
         self.prev_targets = targets
         self._push()

@@ -35,10 +35,13 @@ def evaluate_s0(cfg: EvalS0Config, policy: S0Policy | None) -> dict:
     jobs = [(c, e) for c in range(len(clips)) for e in range(episodes)]
     env_cfg = dataclasses.replace(cfg.env, randomize=dataclasses.replace(cfg.env.randomize, enabled=cfg.randomize),
                                   sim=dataclasses.replace(cfg.env.sim, num_envs=min(len(jobs), cfg.env.sim.num_envs)))
+    if policy is not None:  # the observation, action and target feedback the policy was trained with
+        trained = policy.observation_config
+        if cfg.env.balance.enabled:  # asked for on the command line: it wins over the checkpoint's
+            trained = trained | {"balance": cfg.env.balance}
+        env_cfg = dataclasses.replace(env_cfg, **trained)
     env = TrackingEnv(env_cfg, clips, body)
     env.auto_reset = False
-    if policy is not None:
-        env.cfg = dataclasses.replace(env.cfg, **policy.observation_config)
     hands = [i for g, idx in body.groups.items() if g.endswith("hand") for i in idx]
     rows: list[dict] = []
     try:

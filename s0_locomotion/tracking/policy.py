@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from infra.checkpoint import load_checkpoint
+from infra.config.s0 import BalanceConfig
 
 POLICY_KIND = "s0-policy"
 NORMALIZER_EPS = 1e-2  # rsl-rl's EmpiricalNormalization: (x - mean) / (std + eps)
@@ -14,10 +15,12 @@ NORMALIZER_EPS = 1e-2  # rsl-rl's EmpiricalNormalization: (x - mean) / (std + ep
 
 def observation_config(env_config: dict) -> dict:
     """The TrackingEnvConfig fields that define a policy's observation and action, from a (saved) environment
-    config. Configs from before ``actor_root_vel`` existed had no velocity input."""
+    config. Configs from before ``actor_root_vel`` existed had no velocity input, and configs from before
+    ``balance`` existed had no balance feedback on their targets."""
     return {"future_frames": [int(k) for k in env_config["future_frames"]],
             "action_scale": float(env_config["action_scale"]),
-            "actor_root_vel": bool(env_config.get("actor_root_vel", False))}
+            "actor_root_vel": bool(env_config.get("actor_root_vel", False)),
+            "balance": BalanceConfig(**env_config.get("balance", {"enabled": False}))}
 
 
 class S0Policy:

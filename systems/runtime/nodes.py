@@ -372,7 +372,8 @@ class S0Node(Node):
         self.body = Body(stack.body)
         self.period_s = stack.sim.ctrl_dt
         policy = None if stack.s0_checkpoint == "none" else S0Policy(stack.s0_checkpoint)
-        self.s0 = S0Controller(policy, self.body, self.period_s)
+        self.s0 = S0Controller(policy, self.body, self.period_s, stack.s0_re_anchor_m,
+                                 stack.s0_re_anchor_rad, stack.s0_balance)
         self.broker = ChunkBroker(stack.rates.blend_frames)
         self.kp = np.array([j.kp for j in self.body.joints], np.float32)
         self.kd = np.array([j.kd for j in self.body.joints], np.float32)
