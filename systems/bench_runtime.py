@@ -268,12 +268,12 @@ def lockstep_rtf(cfg: BenchRuntimeConfig) -> dict:
     from systems.layers import S1Layer
     from systems.lockstep import LockstepRunner
     from systems.s2_layer import layer_for_stack
-    from systems.tasks import sample_task, task_for, task_rng, task_scene
+    from systems.tasks import run_layout, task_for
 
     torch.set_num_threads(1)
     stack = cfg.stack
     s1, s2 = S1Policy.for_stack(cfg.s1_checkpoint, stack), S2Policy(cfg.s2_checkpoint)
-    layout = sample_task(task_rng(0, "eval"), task_scene(stack.scene), "eval").layout
+    layout = run_layout(0, stack.scene)
     runner = LockstepRunner(stack)
     out = {"lockstep_physics_hz": round(1.0 / stack.sim.sim_dt), "lockstep_s1_steps": s1.model.head.sample_steps}
     try:

@@ -26,7 +26,7 @@ from s2_vlm.policy import S2Policy
 from systems.layers import S1Layer
 from systems.lockstep import LockstepRunner, Tick
 from systems.s2_layer import layer_for_stack
-from systems.tasks import FAMILY_NAMES, object_phrase, sample_task, task_for, task_rng, task_scene
+from systems.tasks import FAMILY_NAMES, object_phrase, run_layout, task_for
 
 
 def overlay(frame: np.ndarray, head: np.ndarray, lines: list[str]) -> np.ndarray:
@@ -62,7 +62,7 @@ def run_lockstep(cfg: RunConfig) -> dict:
     stack_cfg = StackConfig(body=cfg.body, sim=cfg.sim, scene=cfg.scene, s0_checkpoint=cfg.checkpoint,
                             s1_sample_steps=cfg.s1_sample_steps, s1_guidance=cfg.s1_guidance, s2_z=cfg.s2_z)
     s1, s2 = S1Policy.for_stack(cfg.s1_checkpoint, stack_cfg), S2Policy(cfg.s2_checkpoint)
-    layout = sample_task(task_rng(cfg.layout_seed, "eval"), task_scene(cfg.scene), "eval").layout
+    layout = run_layout(cfg.layout_seed, cfg.scene)
     task = task_for(cfg.instruction, layout, cfg.seconds)
     runner = LockstepRunner(stack_cfg)
     layer1 = S1Layer(s1, runner.body.n_dof, runner.backend.ctrl_dt)

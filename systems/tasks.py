@@ -148,6 +148,11 @@ def task_for(instruction: str, layout: np.ndarray, seconds: float) -> Task:
     return Task(OUT_OF_SCOPE, instruction, "", seconds, layout)
 
 
+def run_layout(layout_seed: int, scene: SceneConfig) -> np.ndarray:
+    """The object layout of ``humanoid run``'s scene for a layout seed (drawn from the held-out range)."""
+    return sample_task(task_rng(layout_seed, "eval"), task_scene(scene), "eval").layout
+
+
 def pack_goal(family: int | None, target: tuple[float, float, float] | None = None) -> np.ndarray:
     """The goal-parameter layout (GOAL_DIM,) float32: the family's one-hot (none for an unknown family), then
     the target's bearing cos, sin, distance (m) and a has-target flag (zeros without a target)."""

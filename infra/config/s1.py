@@ -215,6 +215,14 @@ class EvalTeacherConfig:
     push_mps: float = 0.0
     """each episode starts with the standing body pushed at this speed, m/s, in a direction drawn from the episode's
     seed: without it, a family without a target replays one plan from one state in every episode"""
+    instruction: str = ""
+    """one task instead of the families: every episode runs this instruction on ``humanoid run``'s layout of
+    ``layout_seed`` for ``seconds`` (can this S0 do the main job's task at all?); give ``push_mps`` so that the
+    episodes differ"""
+    layout_seed: int = 0
+    """with an instruction: the layout, as ``humanoid run layout_seed=``"""
+    seconds: float = 10.0
+    """with an instruction: the episode length, s, as ``humanoid run seconds=``"""
     tracking: TrackingConfig = field(default_factory=lambda: TrackingConfig(experiment="eval-teacher"))
 
     def __post_init__(self) -> None:
@@ -222,3 +230,5 @@ class EvalTeacherConfig:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
         if self.push_mps < 0:
             raise ValueError(f"push_mps must be >= 0, got {self.push_mps}")
+        if self.seconds <= 0:
+            raise ValueError(f"seconds must be > 0, got {self.seconds}")

@@ -23,7 +23,7 @@ from infra.config.schemas import RunConfig
 from infra.config.stack import StackConfig
 from infra.tracking import Tracker
 from systems.runtime.realtime import RealtimeRunner, parse_script
-from systems.tasks import OUT_OF_SCOPE, sample_task, task_rng, task_scene
+from systems.tasks import OUT_OF_SCOPE, run_layout
 
 LAYER_ORDER = ("body", "camera", "s0", "s0_standby", "s1", "s2")
 """Rows of the timing table: the body's physics and camera loops, then the layers."""
@@ -152,7 +152,7 @@ def run_realtime(cfg: RunConfig, progress: bool = True) -> dict:
     (out / "config.yaml").write_text(to_yaml(cfg))
     stack = StackConfig(body=cfg.body, sim=cfg.sim, scene=cfg.scene, s0_checkpoint=cfg.checkpoint,
                         s1_sample_steps=cfg.s1_sample_steps, s1_guidance=cfg.s1_guidance, s2_z=cfg.s2_z)
-    layout = sample_task(task_rng(cfg.layout_seed, "eval"), task_scene(cfg.scene), "eval").layout
+    layout = run_layout(cfg.layout_seed, cfg.scene)
     runner = RealtimeRunner(stack, cfg.realtime, cfg.s1_checkpoint, cfg.s2_checkpoint, layout, out)
 
     def on_progress(t: float, instruction: str) -> None:

@@ -129,6 +129,19 @@ def test_eval_teacher_reports_falls_and_their_times(tmp_path):
     assert out.returncode == 2 and "moonwalk" in out.stderr
 
 
+def test_eval_teacher_runs_one_instruction_on_the_main_jobs_layout(tmp_path):
+    # instruction=: every episode is that task (the main job's layout and length) instead of the families in turn
+    out = humanoid("eval", "teacher", "--json", "checkpoint=none", "instruction=walk to the red box", "seconds=1.5",
+                   "episodes=2", "push_mps=0.05", "tracking.enabled=false", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert list(r["per_family"]) == ["walk_to"] and r["episodes"] == 2
+    assert r["instruction"] == "walk to the red box" and r["layout_seed"] == 0
+    assert r["per_family"]["walk_to"]["success"] == 0.0  # nobody reaches the box in 1.5 s
+    out = humanoid("eval", "teacher", "instruction=bake a cake", "tracking.enabled=false", cwd=tmp_path)
+    assert out.returncode == 2 and "bake a cake" in out.stderr
+
+
 def test_bench_s0_reports_ratio_in_one_run(tmp_path):
     out = humanoid("bench", "s0", "--json", "train.env.sim.num_envs=4", "train.ppo.steps_per_env=4", "iterations=1",
                    "latency_calls=50", "train.env.clips=[stand]", "train.ppo.actor_hidden=[32]", cwd=tmp_path)
