@@ -19,7 +19,7 @@ from s2_vlm.policy import S2Policy
 from systems.layers import GoalEncoderLayer, S1Layer
 from systems.lockstep import GoalLayer, LockstepRunner, Privileged
 from systems.s2_layer import S2Layer, layer_for_stack
-from systems.tasks import Task, family_in_turn, sample_task, task_rng, task_scene
+from systems.tasks import Task, family_in_turn, run_layout, sample_task, task_rng, task_scene
 
 OUT_OF_SCOPE_INSTRUCTION = "bake me a chocolate cake"
 
@@ -53,7 +53,7 @@ def evaluate_stack(cfg: EvalStackConfig, progress: bool = True, tracker=None) ->
             task = sample_task(task_rng(cfg.seed + i, "eval"), task_scene(cfg.stack.scene), "eval", [family])
             per_task.setdefault(family, []).append(runner.run(task, layer1, layer2).success)
         unknown = Task("unknown", OUT_OF_SCOPE_INSTRUCTION, time_limit_s=4.0,
-                       layout=sample_task(task_rng(cfg.seed, "eval"), task_scene(cfg.stack.scene), "eval").layout)
+                       layout=run_layout(cfg.seed, cfg.stack.scene))
         probe = _ZErrorProbe(layer_for_stack(s2, s1, cfg.stack, cfg.min_similarity), s1)
         path: list[np.ndarray] = []  # root position at each S1 tick
         result = runner.run(unknown, layer1, probe, record=lambda tick: path.append(tick.privileged.root_xy))

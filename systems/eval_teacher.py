@@ -49,13 +49,13 @@ def evaluate_teacher(cfg: EvalTeacherConfig, progress: bool = True, tracker=None
     rows: dict[str, list[tuple[bool, bool, float, float]]] = {}
     try:
         for i in tqdm(range(cfg.episodes), desc="eval teacher", disable=not progress):
-            family = fixed.family if fixed is not None else family_in_turn(i, cfg.families)
             rng = task_rng(cfg.seed + i, "eval")
-            task = fixed if fixed is not None else sample_task(rng, task_scene(cfg.stack.scene), "eval", [family])
+            task = fixed if fixed is not None else sample_task(rng, task_scene(cfg.stack.scene), "eval",
+                                                               [family_in_turn(i, cfg.families)])
             heading = rng.uniform(-np.pi, np.pi)
             push = cfg.push_mps * np.array([np.cos(heading), np.sin(heading)]) if cfg.push_mps > 0 else None
             result = runner.run(task, teacher, GoalParamsLayer(), push=push)
-            rows.setdefault(family, []).append((result.success, result.fell, result.duration_s,
+            rows.setdefault(task.family, []).append((result.success, result.fell, result.duration_s,
                                                 teacher.teacher.duration_s))
     finally:
         runner.close()

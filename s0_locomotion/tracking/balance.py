@@ -74,6 +74,12 @@ def stance_weight(foot_contact: torch.Tensor, min_force: float = 20.0) -> torch.
     return torch.where(total > min_force, f / total.clamp(min=1e-6), torch.full_like(f, 0.5))
 
 
+def feedback_config(asked: BalanceConfig | None, trained: BalanceConfig) -> BalanceConfig:
+    """The feedback a policy runs with: ``asked`` when enabled (a command line or stack config asks for it),
+    else the one it was trained with (its ``env.balance``, disabled for checkpoints from before it existed)."""
+    return asked if asked is not None and asked.enabled else trained
+
+
 class BalanceFeedback:
     """Joint-target corrections (N, n_dof), rad, from the measured state and the reference frame."""
 

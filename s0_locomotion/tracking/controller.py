@@ -25,7 +25,7 @@ from infra.config.s0 import BalanceConfig, TrackingEnvConfig
 from infra.messages import MotionChunk
 from s0_locomotion.body import Body
 from s0_locomotion.sim.backend import SimObs
-from s0_locomotion.tracking.balance import BalanceFeedback
+from s0_locomotion.tracking.balance import BalanceFeedback, feedback_config
 from s0_locomotion.tracking.env import policy_observation
 from s0_locomotion.tracking.policy import S0Policy, observation_config
 from s0_locomotion.tracking.rotations import yaw_of
@@ -52,8 +52,7 @@ class S0Controller:
         self.future, self.action_scale = trained["future_frames"], trained["action_scale"]
         self.root_vel = trained["actor_root_vel"]
         self.default_pose = torch.from_numpy(body.default_pose.astype(np.float32))
-        if balance is None or not balance.enabled:
-            balance = trained["balance"]
+        balance = feedback_config(balance, trained["balance"])
         self.balance = BalanceFeedback(balance, body) if balance.enabled else None
         self.chunks_received = self.stale_steps = self.re_anchors = 0
 

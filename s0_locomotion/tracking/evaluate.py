@@ -19,6 +19,7 @@ from infra.config.s0 import EvalS0Config
 from s0_locomotion.body import Body
 from s0_locomotion.motion.library import clip_names
 from s0_locomotion.motion.sources import load_motions
+from s0_locomotion.tracking.balance import feedback_config
 from s0_locomotion.tracking.env import TrackingEnv
 from s0_locomotion.tracking.policy import S0Policy
 
@@ -37,9 +38,8 @@ def evaluate_s0(cfg: EvalS0Config, policy: S0Policy | None) -> dict:
                                   sim=dataclasses.replace(cfg.env.sim, num_envs=min(len(jobs), cfg.env.sim.num_envs)))
     if policy is not None:  # the observation, action and target feedback the policy was trained with
         trained = policy.observation_config
-        if cfg.env.balance.enabled:  # asked for on the command line: it wins over the checkpoint's
-            trained = trained | {"balance": cfg.env.balance}
-        env_cfg = dataclasses.replace(env_cfg, **trained)
+        balance = feedback_config(cfg.env.balance, trained["balance"])
+        env_cfg = dataclasses.replace(env_cfg, **(trained | {"balance": balance}))
     env = TrackingEnv(env_cfg, clips, body)
     env.auto_reset = False
     hands = [i for g, idx in body.groups.items() if g.endswith("hand") for i in idx]

@@ -81,10 +81,10 @@ def test_killed_actors_are_restarted_and_the_body_keeps_standing(in_repo, tmp_pa
     """Kill S1, then S0, mid-run: Ray restarts both and they rejoin; meanwhile S0 sees its chunk stream go
     stale and stands, and the body follows S0's hot standby."""
     from systems.runtime.realtime import RealtimeRunner
-    from systems.tasks import sample_task, task_rng, task_scene
+    from systems.tasks import run_layout
 
     stack = StackConfig()
-    layout = sample_task(task_rng(0, "eval"), task_scene(stack.scene), "eval").layout
+    layout = run_layout(0, stack.scene)
     runner = RealtimeRunner(stack, RealtimeConfig(), "checkpoints/s1/policy.safetensors",
                             "checkpoints/s2/policy.safetensors", layout, tmp_path)
     killed = []

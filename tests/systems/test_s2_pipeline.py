@@ -15,7 +15,7 @@ from s2_vlm.train import lagged_indices, train_s2
 from systems.layers import S1Layer
 from systems.lockstep import LockstepRunner
 from systems.s2_layer import S2Layer, s2_data, stop_z
-from systems.tasks import FAMILY_NAMES, Task, sample_task, task_for, task_rng, task_scene
+from systems.tasks import FAMILY_NAMES, Task, run_layout, task_for
 
 TINY_S2 = S2ModelConfig(image_size=32, width=32, heads=2, fusion_layers=1, cnn_channels=[8, 16], visual_grid=2)
 
@@ -83,7 +83,7 @@ def test_out_of_scope_instruction_stops_and_stands(data, tiny_s1, tmp_path):
     assert layer.check(data.texts[0])  # a training instruction
     runner = LockstepRunner(STACK)
     try:
-        layout = sample_task(task_rng(0, "eval"), task_scene(STACK.scene), "eval").layout
+        layout = run_layout(0, STACK.scene)
         task = Task("unknown", "bake me a chocolate cake", time_limit_s=0.4, layout=layout)
         runner.run(task, S1Layer(s1, runner.body.n_dof, runner.backend.ctrl_dt), layer)
     finally:
