@@ -11,9 +11,45 @@ heading relative to the chunk's start (rad) and the planar velocity (m/s) in the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from infra.messages import MotionChunk
+
+
+@dataclass(frozen=True)
+class TaskClock:
+    """S1's time-since-instruction input, appended to the normalised proprioception.
+
+    ``seconds`` > 0 gives min(t, seconds) / seconds; ``octaves`` adds sin and cos of 2π·2^k·t / seconds for
+    k < octaves (periods seconds, seconds/2, ...), the positional encoding of NeRF (Mildenhall et al. 2020)
+    and DeepMimic's phase input (Peng et al. 2018) in one. The teacher's plans are indexed by time, so the phase
+    of a gait or a wave is a function of t that a network reads off these features but can hardly build from
+    the one clipped scalar."""
+
+    seconds: float = 0.0
+    octaves: int = 0
+
+    @classmethod
+    def of(cls, config: dict) -> TaskClock:
+        """The clock of a training config (``TrainS1Config`` as stored in a checkpoint's metadata)."""
+        return cls(float(config.get("task_clock_s", 0.0)), int(config.get("task_clock_octaves", 0)))
+
+    @property
+    def dim(self) -> int:
+        return 0 if self.seconds <= 0 else 1 + 2 * self.octaves
+
+    def features(self, time: np.ndarray | float) -> np.ndarray:
+        """Times (N,) s since the instruction -> (N, dim) float32."""
+        t = np.asarray(time, dtype=np.float64).reshape(-1)
+        if self.seconds <= 0:
+            return np.zeros((len(t), 0), np.float32)
+        cols = [np.minimum(t, self.seconds) / self.seconds]
+        for k in range(self.octaves):
+            w = 2 * np.pi * 2**k / self.seconds
+            cols += [np.sin(w * t), np.cos(w * t)]
+        return np.stack(cols, axis=1).astype(np.float32)
 
 
 def proprio_dim(n_dof: int) -> int:
@@ -45,3 +81,36 @@ def array_to_chunk(a: np.ndarray, n_dof: int, start_time: float, frame_dt: float
     return MotionChunk(stamp=start_time, seq=seq, joint_pos=c(a[:, :n_dof]), root_height=c(a[:, n_dof]),
                        root_heading=c(a[:, n_dof + 1]), root_planar_vel=c(a[:, n_dof + 2:]), start_time=start_time,
                        frame_dt=frame_dt)
+
+
+def shift_chunk(a: np.ndarray, shift: float, n_dof: int) -> tuple[np.ndarray, int]:
+    """A chunk array (H, n_dof + 4) seen ``shift`` frames later: frame k of the result is frame k + shift of ``a``
+    (linearly interpolated; past the end, its last frame held), with the root heading and planar velocities
+    re-expressed in the heading frame the robot has then. S1 knows no world pose, so the robot is taken to have
+    turned as the chunk planned (``d = heading(shift) − heading(0)``): heading_k = heading(k + shift) − d,
+    velocity_k = R(−d)·velocity(k + shift).
+
+    -> (shifted (H, n_dof + 4) float32, how many of its frames lie inside ``a``)."""
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim != 2 or a.shape[1] != action_dim(n_dof) or shift < 0:
+        raise ValueError(f"shift_chunk: expected a (H, {action_dim(n_dof)}) chunk and shift >= 0, got "
+                         f"{a.shape} and {shift}")
+    h = len(a)
+    a = a.copy()
+    a[:, n_dof + 1] = np.unwrap(a[:, n_dof + 1])
+    u = np.arange(h) + shift
+    out = np.stack([np.interp(u, np.arange(h), a[:, j]) for j in range(a.shape[1])], axis=1)
+    d = np.interp(shift, np.arange(h), a[:, n_dof + 1]) - a[0, n_dof + 1]
+    out[:, n_dof + 1] -= d
+    c, s = np.cos(-d), np.sin(-d)
+    vx, vy = out[:, n_dof + 2].copy(), out[:, n_dof + 3].copy()
+    out[:, n_dof + 2], out[:, n_dof + 3] = c * vx - s * vy, s * vx + c * vy
+    return out.astype(np.float32), int(np.sum(u <= h - 1 + 1e-9))
+
+
+def inpaint_weights(horizon: int, frames: int, valid: int) -> np.ndarray:
+    """(horizon,) inpainting weights: 1 at frame 0 falling linearly to 0 at frame ``frames``, and 0 from frame
+    ``valid`` on (no known value there)."""
+    w = np.clip(1.0 - np.arange(horizon) / max(frames, 1), 0.0, 1.0)
+    w[valid:] = 0.0
+    return w.astype(np.float32)

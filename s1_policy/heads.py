@@ -53,18 +53,52 @@ def sample_flow_time(batch: int, alpha: float, beta: float, time_max: float, dev
     return time_max * (1.0 - dist.sample((batch,)))
 
 
-def euler_integrate(velocity_fn: Callable[[Tensor, float], Tensor], x0: Tensor, steps: int) -> Tensor:
-    """Integrate dx/dτ = v(x, τ) from τ = 0 to τ = 1 with ``steps`` forward Euler steps.
+def euler_integrate(velocity_fn: Callable[[Tensor, float], Tensor], x0: Tensor, steps: int,
+                    pin: Callable[[Tensor, float], Tensor] | None = None, first: int = 0) -> Tensor:
+    """Integrate dx/dτ = v(x, τ) from τ = first/steps to τ = 1 with forward Euler steps of Δ = 1/steps.
 
-    x_{k+1} = x_k + Δ·v(x_k, k·Δ), Δ = 1/steps. x0: noise (any shape) -> x at τ = 1, same shape.
+    x_{k+1} = x_k + Δ·v(x_k, k·Δ). x0: the state at τ = first·Δ (noise for ``first`` = 0; any shape) -> x at
+    τ = 1, same shape. ``pin(x, τ)``, if given, constrains the state before every step and once more at τ = 1
+    (inpainting).
     """
-    if steps < 1:
-        raise ValueError(f"euler_integrate: steps must be >= 1, got {steps}")
+    if steps < 1 or not 0 <= first < steps:
+        raise ValueError(f"euler_integrate: need steps >= 1 and 0 <= first < steps, got {steps} and {first}")
     dt = 1.0 / steps
     x = x0
-    for k in range(steps):
+    for k in range(first, steps):
+        if pin is not None:
+            x = pin(x, k * dt)
         x = x + dt * velocity_fn(x, k * dt)
-    return x
+    return x if pin is None else pin(x, 1.0)
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """Frames a new chunk should keep (inpainting): the normalised values (B, H, A) it should have, and how
+    firmly, one weight per frame (H,) in [0, 1] (0: free).
+
+    The sampler pins the chunk's noisy state to the flow path of these values, x ← x + w·(τ·A_p + (1 − τ)·ε − x)
+    with the sample's own initial noise ε, before every Euler step and at τ = 1 (replacement inpainting, as
+    diffusion planners condition on a known state; Janner et al. 2022). No network gradients are needed, so it
+    costs nothing against the latency budget; the network fills in the free frames consistently with the pinned
+    ones because every step sees them."""
+
+    values: Tensor
+    weights: Tensor
+    start: float = 0.0
+    """warm start: integrate from τ = start on the flow path of ``values`` (every frame) instead of from pure noise
+    at τ = 0 (SDEdit, Meng et al. 2022): the mode of the sample (a gait's or a wave's phase) is then already
+    the previous chunk's, and only the remaining steps run"""
+
+    def check(self, shape: torch.Size) -> None:
+        if self.values.shape != shape or self.weights.shape != shape[1:2] or not 0 <= self.start < 1:
+            raise ValueError(f"Prefix: values {tuple(self.values.shape)}, weights {tuple(self.weights.shape)} and "
+                             f"start {self.start} do not fit a chunk batch {tuple(shape)} (expected values of that "
+                             f"shape, weights ({shape[1]},) and 0 <= start < 1)")
+
+    def pin(self, x: Tensor, noise: Tensor, tau: float) -> Tensor:
+        return torch.lerp(x, flow_interpolate(self.values, noise, torch.full(x.shape[:1], tau, device=x.device)),
+                          self.weights[None, :, None].to(x.dtype))
 
 
 def cosine_alpha_bar(train_steps: int, s: float = 0.008, max_beta: float = 0.999) -> Tensor:
@@ -344,8 +378,10 @@ class ActionHead(nn.Module, ABC):
         """actions (B, H, A) normalised -> (scalar loss, metrics)."""
 
     @abstractmethod
-    def sample(self, ctx: Context, generator: torch.Generator | None = None, guidance: float = 1.0) -> Tensor:
-        """-> (B, H, A) normalised chunk. ``guidance`` != 1 (a guided Context): classifier-free guidance."""
+    def sample(self, ctx: Context, generator: torch.Generator | None = None, guidance: float = 1.0,
+               prefix: Prefix | None = None) -> Tensor:
+        """-> (B, H, A) normalised chunk. ``guidance`` != 1 (a guided Context): classifier-free guidance.
+        ``prefix``: frames to keep (:class:`Prefix`; the flow head only)."""
 
     @property
     def sample_steps(self) -> int:
@@ -360,9 +396,13 @@ class ActionHead(nn.Module, ABC):
         return torch.randn((ctx.samples, self.horizon, self.action_dim), generator=generator,
                            device=ctx.prefix.device, dtype=ctx.prefix.dtype)
 
-    def _unguided(self, ctx: Context, guidance: float) -> None:
+    def _flow_only(self, ctx: Context, guidance: float, prefix: Prefix | None) -> None:
+        """Guidance and inpainting are the flow head's: the other heads refuse them by name."""
         if ctx.guided or guidance != 1.0:
             raise ValueError(f"{type(self).__name__}: classifier-free guidance is implemented for the flow head only")
+        if prefix is not None:
+            raise ValueError(f"{type(self).__name__}: prefix inpainting (stack.s1_inpaint_frames) is implemented "
+                             "for the flow head only")
 
 
 class _DenoiserHead(ActionHead):
@@ -426,9 +466,11 @@ class FlowHead(_DenoiserHead):
             raise ValueError(f"FlowHead: sample steps must be >= 1, got {steps}")
         self.steps = steps
 
-    def sample(self, ctx: Context, generator: torch.Generator | None = None, guidance: float = 1.0) -> Tensor:
+    def sample(self, ctx: Context, generator: torch.Generator | None = None, guidance: float = 1.0,
+               prefix: Prefix | None = None) -> Tensor:
         """Euler integration of the predicted velocity; with a guided Context (batch 2B: with z, then without)
-        the velocity is v(no goal) + guidance·(v(z) − v(no goal)), both halves in one batched pass."""
+        the velocity is v(no goal) + guidance·(v(z) − v(no goal)), both halves in one batched pass. With a
+        ``prefix``, its frames are inpainted (:class:`Prefix`)."""
         if ctx.guided != (guidance != 1.0):
             raise ValueError(f"FlowHead.sample: guidance {guidance} with a Context built "
                              f"{'with' if ctx.guided else 'without'} guidance (use S1Model.encode_for_sampling)")
@@ -442,7 +484,15 @@ class FlowHead(_DenoiserHead):
             v_goal, v_none = self.predict(torch.cat([x, x]), None, ctx, mod, weights).chunk(2)
             return torch.lerp(v_none, v_goal, guidance)
 
-        return euler_integrate(velocity, self._noise(ctx, generator), self.steps)
+        noise = self._noise(ctx, generator)
+        if prefix is None:
+            return euler_integrate(velocity, noise, self.steps)
+        prefix.check(noise.shape)
+        first = min(self.steps - 1, round(prefix.start * self.steps))
+        x0 = noise if first == 0 else flow_interpolate(prefix.values, noise,
+                                                       torch.full(noise.shape[:1], first / self.steps))
+        pin = None if not bool(prefix.weights.any()) else (lambda x, tau: prefix.pin(x, noise, tau))
+        return euler_integrate(velocity, x0, self.steps, pin, first)
 
 
 class DiffusionHead(_DenoiserHead):
@@ -476,8 +526,9 @@ class DiffusionHead(_DenoiserHead):
             raise ValueError(f"DiffusionHead: sample steps must be in 1..{self.train_steps}, got {steps}")
         self.timesteps = ddpm_sample_timesteps(self.train_steps, steps)
 
-    def sample(self, ctx: Context, generator: torch.Generator | None = None, guidance: float = 1.0) -> Tensor:
-        self._unguided(ctx, guidance)
+    def sample(self, ctx: Context, generator: torch.Generator | None = None, guidance: float = 1.0,
+               prefix: Prefix | None = None) -> Tensor:
+        self._flow_only(ctx, guidance, prefix)
         x = self._noise(ctx, generator)  # x_{T-1} ~ N(0, I)
         ab = self._alpha_bar_list
         mods = self.step_modulations([t / self.train_steps for t in self.timesteps], ctx.prefix.device)
@@ -532,8 +583,9 @@ class TokenHead(ActionHead):
         acc = (logits.argmax(-1) == tokens).float().mean()
         return loss, {"loss/tokens": loss.item(), "tokens/accuracy": acc.item()}
 
-    def sample(self, ctx: Context, generator: torch.Generator | None = None, guidance: float = 1.0) -> Tensor:
-        self._unguided(ctx, guidance)
+    def sample(self, ctx: Context, generator: torch.Generator | None = None, guidance: float = 1.0,
+               prefix: Prefix | None = None) -> Tensor:
+        self._flow_only(ctx, guidance, prefix)
         inputs = self.bos.expand(ctx.batch, 1, -1)  # (B, 1, d)
         frames = []
         for _ in range(self.horizon):

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from infra.config.s1 import HEADS, S1ModelConfig  # noqa: F401  (re-exported)
-from s1_policy.heads import ActionHead, Context, DiffusionHead, FlowHead, TokenHead
+from s1_policy.heads import ActionHead, Context, DiffusionHead, FlowHead, Prefix, TokenHead
 
 
 class ImageEncoder(nn.Module):
@@ -167,14 +167,15 @@ class S1Model(nn.Module):
 
     @torch.no_grad()
     def sample(self, ctx: Context | Tensor, proprio: Tensor | None = None, z: Tensor | None = None, *,
-               generator: torch.Generator | None = None) -> Tensor:
+               generator: torch.Generator | None = None, prefix: Prefix | None = None) -> Tensor:
         """One normalised chunk (B, H, A) from a Context (:meth:`encode_for_sampling`'s), or from raw inputs
-        ``sample(image, proprio, z)``; with classifier-free guidance when ``self.guidance`` != 1."""
+        ``sample(image, proprio, z)``; with classifier-free guidance when ``self.guidance`` != 1, with the frames
+        of ``prefix`` inpainted when given (the flow head)."""
         if not isinstance(ctx, Context):
             if proprio is None or z is None:
                 raise ValueError("S1Model.sample: pass a Context, or image, proprio and z")
             ctx = self.encode_for_sampling(ctx, proprio, z)
-        return self.head.sample(ctx, generator, self.guidance)
+        return self.head.sample(ctx, generator, self.guidance, prefix)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -34,6 +34,7 @@ from infra.checkpoint import (
 from infra.config import to_dict
 from infra.config.s1 import TrainS1Config
 from s1_policy.dataset import DemoDataset
+from s1_policy.features import TaskClock
 from s1_policy.goal import GoalEncoder, family_separation_loss
 from s1_policy.model import S1Model
 
@@ -110,11 +111,6 @@ def family_labels(goal: np.ndarray, names: list[str] | None) -> np.ndarray:
     return np.where(onehot.max(1) > 0.5, onehot.argmax(1), -1).astype(np.int64)
 
 
-def clock_feature(time: np.ndarray | torch.Tensor, clock_s: float):
-    """Time since the instruction as an input: min(t, clock_s) / clock_s in [0, 1]."""
-    return (time if isinstance(time, torch.Tensor) else torch.as_tensor(time)).clamp(max=clock_s) / clock_s
-
-
 def normaliser_stats(d: Demos) -> dict[str, torch.Tensor]:
     """Per-dimension mean and std (floored) of proprio and of the chunk's per-frame values."""
     a = d.actions.reshape(-1, d.actions.shape[-1])
@@ -141,15 +137,15 @@ def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | No
 class Batcher:
     """Normalised torch batches from :class:`Demos`."""
 
-    def __init__(self, d: Demos, stats: dict[str, torch.Tensor], clock_s: float = 0.0) -> None:
-        self.d, self.stats, self.clock_s = d, stats, clock_s
+    def __init__(self, d: Demos, stats: dict[str, torch.Tensor], clock: TaskClock | None = None) -> None:
+        self.d, self.stats, self.clock = d, stats, clock or TaskClock()
 
     def get(self, idx: np.ndarray) -> tuple[torch.Tensor, ...]:
         d, s = self.d, self.stats
         image = torch.from_numpy(d.images[idx]).permute(0, 3, 1, 2).contiguous()  # (B, 3, S, S) uint8
         proprio = (torch.from_numpy(d.proprio[idx]) - s["proprio_mean"]) / s["proprio_std"]
-        if self.clock_s > 0:
-            proprio = torch.cat([proprio, clock_feature(torch.from_numpy(d.time[idx]), self.clock_s)[:, None]], 1)
+        if self.clock.dim:
+            proprio = torch.cat([proprio, torch.from_numpy(self.clock.features(d.time[idx]))], 1)
         actions = (torch.from_numpy(d.actions[idx]) - s["action_mean"]) / s["action_std"]
         return image, proprio, torch.from_numpy(d.goal[idx]), actions
 
@@ -195,6 +191,10 @@ def _restore(path: str, model: S1Model, goal: GoalEncoder, opt: torch.optim.Opti
 def _init_from(ckpt, cfg: TrainS1Config, model: S1Model, goal: GoalEncoder) -> None:
     """Fine-tuning start: the network and goal encoder of an S1 policy trained with the same model config."""
     check_config_matches(ckpt.meta["config"], to_dict(cfg), ["model", "task_clock_s"])  # names the mismatch
+    saved, clock = TaskClock.of(ckpt.meta["config"]), TaskClock(cfg.task_clock_s, cfg.task_clock_octaves)
+    if saved != clock:  # a checkpoint from before task_clock_octaves has none
+        raise CheckpointError(f"{cfg.init}: trained with task_clock_octaves={saved.octaves}, this run asks for "
+                              f"{clock.octaves}")
     _load_goal(ckpt, cfg.init, goal, cfg.model.z_dim)
     model.load_state_dict(unflatten_state("model", ckpt.tensors))
 
@@ -228,16 +228,17 @@ def train_s1(cfg: TrainS1Config, progress: bool = True, tracker=None) -> dict:
     params = list(model.parameters()) + list(goal.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     start = _restore(cfg.resume, model, goal, opt, cfg) if cfg.resume else 0
-    want = demos.proprio.shape[1] + (1 if cfg.task_clock_s > 0 else 0)
+    clock = TaskClock(cfg.task_clock_s, cfg.task_clock_octaves)
+    want = demos.proprio.shape[1] + clock.dim
     if cfg.model.proprio_dim != want:
         raise ValueError(f"train s1: model.proprio_dim is {cfg.model.proprio_dim}, the data gives {want} "
-                         f"({demos.proprio.shape[1]} proprio{' + task clock' if cfg.task_clock_s > 0 else ''})")
+                         f"({demos.proprio.shape[1]} proprio{f' + {clock.dim} task clock' if clock.dim else ''})")
     if cfg.goal_separation > 0 and not (demos.family >= 0).any():
         raise ValueError(f"train s1: goal_separation={cfg.goal_separation} needs task families, and {cfg.data}'s "
                          "observation.goal has no entries named family.* (set goal_separation=0)")
-    batcher = Batcher(demos, stats, cfg.task_clock_s)
+    batcher = Batcher(demos, stats, clock)
     row_p = early_sampling(demos.time, cfg.early_s, cfg.early_weight)
-    held_batcher = Batcher(held, stats, cfg.task_clock_s) if held is not None else None
+    held_batcher = Batcher(held, stats, clock) if held is not None else None
     rng = np.random.default_rng(cfg.seed + start)
     gen = torch.Generator().manual_seed(cfg.seed + start)
     metrics: dict[str, float] = {}

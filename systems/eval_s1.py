@@ -69,7 +69,7 @@ def evaluate_s1(cfg: EvalS1Config, progress: bool = True, tracker=None) -> dict:
     try:
         for path in cfg.checkpoints:
             policy = S1Policy.for_stack(path, cfg.stack)
-            name = policy.config.head + ("_clock" if policy.task_clock_s > 0 else "")
+            name = policy.config.head + ("_clock" if policy.clock.dim else "")
             base, k = name, 2
             while name in heads:  # two checkpoints of one kind (a fine-tune against its base): both are reported
                 name, k = f"{base}_{k}", k + 1
@@ -78,7 +78,7 @@ def evaluate_s1(cfg: EvalS1Config, progress: bool = True, tracker=None) -> dict:
             entry |= goal_separation(policy)
             if cfg.eval_data:
                 held = load_demos(cfg.eval_data, policy.config.horizon)
-                batcher = Batcher(held, policy.stats, policy.task_clock_s)
+                batcher = Batcher(held, policy.stats, policy.clock)
                 entry["chunk_error"] = round(chunk_error(policy.model, policy.goal, batcher), 4)
             lat = measure_latency(policy.model, n=cfg.latency_calls)
             entry["latency_ms_p50"], entry["latency_ms_p99"] = round(lat["p50_ms"], 2), round(lat["p99_ms"], 2)

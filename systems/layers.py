@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from infra.messages import MotionChunk
-from s1_policy.features import array_to_chunk
+from s1_policy.features import array_to_chunk, shift_chunk
 from s1_policy.policy import S1Policy
 from systems.lockstep import ChunkLayer, GoalLayer, Privileged
 from systems.tasks import Task, goal_params
@@ -17,9 +17,10 @@ class S1Layer(ChunkLayer):
     def __init__(self, policy: S1Policy, n_dof: int, frame_dt: float) -> None:
         self.policy, self.n_dof, self.frame_dt = policy, n_dof, frame_dt
         self.seq = 0
+        self.last: tuple[float, np.ndarray] | None = None  # (time, chunk array) of S1's previous chunk
 
     def reset(self, task: Task, privileged: Privileged) -> None:
-        self.seq = 0
+        self.seq, self.last = 0, None
         self.start(privileged.time)
 
     def start(self, t0: float) -> None:
@@ -29,9 +30,12 @@ class S1Layer(ChunkLayer):
 
     def chunk(self, now: float, image: np.ndarray, proprio: np.ndarray, z: np.ndarray,
               privileged: Privileged) -> MotionChunk:
-        out = array_to_chunk(self.policy.infer(image, proprio, z, now - self.t0), self.n_dof, now, self.frame_dt,
-                             self.seq)
-        self.seq += 1
+        prefix = None
+        if self.policy.keeps_prefix and self.last is not None:
+            prefix = shift_chunk(self.last[1], max(0.0, now - self.last[0]) / self.frame_dt, self.n_dof)
+        a = self.policy.infer(image, proprio, z, now - self.t0, prefix)
+        out = array_to_chunk(a, self.n_dof, now, self.frame_dt, self.seq)
+        self.seq, self.last = self.seq + 1, (now, a)
         return out
 
 

@@ -17,7 +17,8 @@ class S1ModelConfig:
     image_size: int = 64
     """side of the square head-camera image for fake inputs and latency checks, px; any H, W >= 32 is accepted"""
     proprio_dim: int = 138
-    """P: proprioception floats per step (2 n_dof + 7, plus 1 for the task clock of ``TrainS1Config.task_clock_s``)"""
+    """P: proprioception floats per step (2 n_dof + 7, plus the task clock's ``TaskClock.dim``: 1 for
+    ``TrainS1Config.task_clock_s`` and 2 per ``task_clock_octaves``)"""
     z_dim: int = 128
     """D: latent-goal floats (DESIGN §3 LatentGoal)"""
     horizon: int = 16
@@ -142,6 +143,9 @@ class TrainS1Config:
     """> 0: S1 also gets the time since the instruction, min(t, task_clock_s) / task_clock_s, after the
     proprioception (model.proprio_dim = 2 n_dof + 8). Measured without it: from a standing start every
     gesture looks the same as standing, and S1 stalls at rest (0/2 arms_up, 0/2 squat closed loop)"""
+    task_clock_octaves: int = 0
+    """with a task clock: also sin and cos of 2π·2^k·t / task_clock_s for k < this (``features.TaskClock``),
+    each adding 2 to model.proprio_dim; the phase of the teacher's gaits and waves as an input"""
     proprio_noise: float = 0.05
     """Gaussian noise added to the normalised proprioception (robustness to states the teacher never visited)"""
     threads: int = 2
@@ -176,6 +180,9 @@ class TrainS1Config:
             raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
         if self.init and self.resume:
             raise ValueError("train s1: give init= (fine-tune) or resume= (continue), not both")
+        if self.task_clock_octaves < 0 or (self.task_clock_octaves and self.task_clock_s <= 0):
+            raise ValueError(f"train s1: task_clock_octaves={self.task_clock_octaves} needs to be >= 0, and a task "
+                             f"clock (task_clock_s > 0, got {self.task_clock_s}) to be > 0")
 
 
 @dataclass

@@ -56,6 +56,15 @@ class StackConfig:
     instead of 13 on one thread"""
     s1_guidance: float = 0.0
     """S1's classifier-free guidance weight at run time (``S1ModelConfig.guidance``); 0 = the checkpoint's"""
+    s1_inpaint_frames: int = 0
+    """S1 keeps its own previous chunk: the new chunk's first frames are inpainted with the previous chunk's
+    frames for the same instants, weight 1 at frame 0 falling linearly to 0 at this frame (the flow head;
+    ``s1_policy.heads.Prefix``). Consecutive chunks then continue one motion instead of each drawing a fresh
+    phase of a gait or a wave. 0 = off"""
+    s1_warm_start: float = 0.0
+    """S1 starts each chunk's flow integration at this τ on the path of its previous chunk's frames for the same
+    instants instead of from pure noise at τ = 0 (SDEdit; ``s1_policy.heads.Prefix.start``), so it keeps the
+    previous chunk's mode and runs only the remaining steps. 0 = off, < 1"""
     stop_on_success: bool = True
     """end an episode as soon as its success check holds"""
     s2_z: str = "params"
@@ -79,6 +88,10 @@ class StackConfig:
             raise ValueError(f"s1_sample_steps must be >= 0, got {self.s1_sample_steps}")
         if self.s1_guidance < 0:
             raise ValueError(f"s1_guidance must be >= 0, got {self.s1_guidance}")
+        if self.s1_inpaint_frames < 0:
+            raise ValueError(f"s1_inpaint_frames must be >= 0, got {self.s1_inpaint_frames}")
+        if not 0 <= self.s1_warm_start < 1:
+            raise ValueError(f"s1_warm_start must be in [0, 1), got {self.s1_warm_start}")
 
 
 @dataclass

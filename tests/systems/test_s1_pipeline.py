@@ -12,6 +12,7 @@ from infra.checkpoint import CheckpointError
 from infra.config.s1 import S1ModelConfig, TrainS1Config
 from infra.config.stack import CollectConfig, StackConfig
 from s1_policy.dataset import DemoDataset
+from s1_policy.features import TaskClock, chunk_to_array, shift_chunk
 from s1_policy.policy import S1Policy
 from s1_policy.train import train_s1
 from systems.collect import IMAGE_KEY, episode_families
@@ -80,6 +81,58 @@ def test_guidance_is_set_at_load_time_and_needs_goal_dropout(demos, tmp_path):
     with pytest.raises(CheckpointError, match="plain.*goal_dropout > 0"):
         S1Policy(tmp_path / "plain" / "policy.safetensors", guidance=2.0)
 
+
+def test_s1_layer_inpaints_its_previous_chunk(demos, tmp_path):
+    """With ``s1_inpaint_frames``, the chunk one S1 period later starts exactly where the previous chunk had it
+    (frame 0 carries weight 1), moved into the new heading frame; without, frame 0 is a fresh draw. A head other
+    than flow is refused at load time, naming the setting."""
+    root, _ = demos
+    train_s1(_cfg(root, tmp_path, 2), progress=False)
+    path = tmp_path / "policy.safetensors"
+    inputs = (np.full((32, 32, 3), 90, np.uint8), np.zeros(137, np.float32), np.ones(128, np.float32))
+    frame_dt = 0.02
+
+    def two_chunks(frames: int) -> tuple[np.ndarray, np.ndarray]:
+        layer = S1Layer(S1Policy.for_stack(path, StackConfig(s1_inpaint_frames=frames)), 65, frame_dt)
+        layer.start(0.0)
+        first, second = (chunk_to_array(layer.chunk(t, *inputs, None)) for t in (0.0, 0.04))
+        return first, second
+
+    first, second = two_chunks(8)
+    expected, valid = shift_chunk(first, 2.0, 65)
+    assert valid == 14
+    np.testing.assert_allclose(second[0], expected[0], atol=1e-4)
+    plain_first, plain_second = two_chunks(0)
+    np.testing.assert_allclose(plain_first, first, atol=1e-6)  # the first chunk has no prefix either way
+    assert np.abs(plain_second[0] - expected[0]).max() > 1e-2
+    cfg = tiny_s1_config(root, tmp_path / "diffusion", 2)
+    train_s1(dataclasses.replace(cfg, model=dataclasses.replace(TINY, head="diffusion")), progress=False)
+    with pytest.raises(CheckpointError, match="s1_inpaint_frames=8, s1_warm_start=0.0 need a flow head"):
+        S1Policy(tmp_path / "diffusion" / "policy.safetensors", inpaint_frames=8)
+
+
+def test_task_clock_octaves_train_and_infer(demos, tmp_path):
+    """The clock's octaves widen S1's proprioception: a model config that does not count them is refused by name,
+    one that does trains, and the policy feeds the same features at run time; fine-tuning a checkpoint with other
+    octaves is refused."""
+    root, _ = demos
+    with pytest.raises(ValueError, match=r"proprio_dim is 138, the data gives 144 \(137 proprio \+ 7 task clock\)"):
+        train_s1(tiny_s1_config(root, tmp_path / "bad", 2, task_clock_octaves=3), progress=False)
+    model = dataclasses.replace(TINY, proprio_dim=144)
+    train_s1(dataclasses.replace(tiny_s1_config(root, tmp_path / "oct", 2, task_clock_octaves=3), model=model),
+             progress=False)
+    policy = S1Policy(tmp_path / "oct" / "policy.safetensors")
+    assert policy.clock == TaskClock(8.0, 3)
+    inputs = (np.full((32, 32, 3), 90, np.uint8), np.zeros(137, np.float32), np.ones(128, np.float32))
+    def at(t: float) -> np.ndarray:
+        policy.reset()  # the same noise: only the clock differs
+        return policy.infer(*inputs, task_time=t)
+
+    assert at(0.1).shape == (16, 69) and np.array_equal(at(0.1), at(0.1)) and not np.allclose(at(0.1), at(0.6))
+    with pytest.raises(CheckpointError, match="task_clock_octaves=3, this run asks for 2"):
+        train_s1(dataclasses.replace(tiny_s1_config(root, tmp_path / "ft", 2, task_clock_octaves=2,
+                                                    init=str(tmp_path / "oct" / "policy.safetensors")), model=model),
+                 progress=False)
 
 
 def test_resume_with_another_model_names_the_mismatch(demos, tmp_path):
