@@ -66,6 +66,8 @@ class S1Policy:
         self.goal.eval()
         self.stats = {k.removeprefix("stats/"): v for k, v in ckpt.tensors.items() if k.startswith("stats/")}
         self.clock = TaskClock.of(ckpt.meta["config"])
+        self.blind = float(ckpt.meta["config"].get("proprio_dropout", 0.0)) >= 1.0
+        """trained without the body state (``TrainS1Config.proprio_dropout=1``): it is zeroed here too"""
         self.generator = torch.Generator().manual_seed(seed)
         self.seed = seed
 
@@ -93,6 +95,8 @@ class S1Policy:
         s = self.stats
         img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
         p = (torch.as_tensor(proprio, dtype=torch.float32)[None] - s["proprio_mean"]) / s["proprio_std"]
+        if self.blind:
+            p = torch.zeros_like(p)
         if self.clock.dim:
             p = torch.cat([p, torch.from_numpy(self.clock.features(task_time))], dim=1)
         pinned = None

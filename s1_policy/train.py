@@ -137,13 +137,17 @@ def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | No
 class Batcher:
     """Normalised torch batches from :class:`Demos`."""
 
-    def __init__(self, d: Demos, stats: dict[str, torch.Tensor], clock: TaskClock | None = None) -> None:
-        self.d, self.stats, self.clock = d, stats, clock or TaskClock()
+    def __init__(self, d: Demos, stats: dict[str, torch.Tensor], clock: TaskClock | None = None,
+                 blind: bool = False) -> None:
+        """``blind``: the body state is zeroed in every batch (a policy trained with ``proprio_dropout=1``)."""
+        self.d, self.stats, self.clock, self.blind = d, stats, clock or TaskClock(), blind
 
     def get(self, idx: np.ndarray) -> tuple[torch.Tensor, ...]:
         d, s = self.d, self.stats
         image = torch.from_numpy(d.images[idx]).permute(0, 3, 1, 2).contiguous()  # (B, 3, S, S) uint8
         proprio = (torch.from_numpy(d.proprio[idx]) - s["proprio_mean"]) / s["proprio_std"]
+        if self.blind:
+            proprio = torch.zeros_like(proprio)
         if self.clock.dim:
             proprio = torch.cat([proprio, torch.from_numpy(self.clock.features(d.time[idx]))], 1)
         actions = (torch.from_numpy(d.actions[idx]) - s["action_mean"]) / s["action_std"]
@@ -236,9 +240,9 @@ def train_s1(cfg: TrainS1Config, progress: bool = True, tracker=None) -> dict:
     if cfg.goal_separation > 0 and not (demos.family >= 0).any():
         raise ValueError(f"train s1: goal_separation={cfg.goal_separation} needs task families, and {cfg.data}'s "
                          "observation.goal has no entries named family.* (set goal_separation=0)")
-    batcher = Batcher(demos, stats, clock)
+    batcher = Batcher(demos, stats, clock, cfg.proprio_dropout >= 1)
     row_p = early_sampling(demos.time, cfg.early_s, cfg.early_weight)
-    held_batcher = Batcher(held, stats, clock) if held is not None else None
+    held_batcher = Batcher(held, stats, clock, cfg.proprio_dropout >= 1) if held is not None else None
     rng = np.random.default_rng(cfg.seed + start)
     gen = torch.Generator().manual_seed(cfg.seed + start)
     metrics: dict[str, float] = {}
@@ -256,6 +260,9 @@ def train_s1(cfg: TrainS1Config, progress: bool = True, tracker=None) -> dict:
             rng.integers(0, len(demos), cfg.batch_size)
         image, proprio, g, actions = batcher.get(idx)
         proprio = proprio + cfg.proprio_noise * torch.randn(proprio.shape, generator=gen)
+        if 0 < cfg.proprio_dropout:
+            drop = torch.rand(len(idx), generator=gen) < cfg.proprio_dropout  # the body part; the clock stays
+            proprio[drop, :demos.proprio.shape[1]] = 0.0
         z = goal(g)
         loss, logs = model.loss(random_shift(image, cfg.shift_px, gen), proprio, z, actions)
         if goal_trains and cfg.goal_separation > 0:

@@ -146,6 +146,10 @@ class TrainS1Config:
     task_clock_octaves: int = 0
     """with a task clock: also sin and cos of 2π·2^k·t / task_clock_s for k < this (``features.TaskClock``),
     each adding 2 to model.proprio_dim; the phase of the teacher's gaits and waves as an input"""
+    proprio_dropout: float = 0.0
+    """fraction of training samples whose body state (the proprioception, not the task clock) is zeroed; 1 = a
+    blind S1 that never sees the body state, in training or at run time (``S1Policy.blind``): the teacher's plans
+    are indexed by time, and an S1 that reads the body learns to continue whatever the body is doing"""
     proprio_noise: float = 0.05
     """Gaussian noise added to the normalised proprioception (robustness to states the teacher never visited)"""
     threads: int = 2
@@ -180,6 +184,8 @@ class TrainS1Config:
             raise ValueError(f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}")
         if self.init and self.resume:
             raise ValueError("train s1: give init= (fine-tune) or resume= (continue), not both")
+        if not 0.0 <= self.proprio_dropout <= 1.0:
+            raise ValueError(f"train s1: proprio_dropout must be in [0, 1], got {self.proprio_dropout}")
         if self.task_clock_octaves < 0 or (self.task_clock_octaves and self.task_clock_s <= 0):
             raise ValueError(f"train s1: task_clock_octaves={self.task_clock_octaves} needs to be >= 0, and a task "
                              f"clock (task_clock_s > 0, got {self.task_clock_s}) to be > 0")

@@ -135,6 +135,28 @@ def test_task_clock_octaves_train_and_infer(demos, tmp_path):
                  progress=False)
 
 
+def test_a_blind_s1_ignores_the_body_state_but_not_the_clock(demos, tmp_path):
+    """proprio_dropout=1: the policy zeroes the body state at run time as in training, so two different bodies give
+    the same chunk, while the task clock still reaches the network; an S1 trained with the body state reads it."""
+    root, _ = demos
+    with pytest.raises(ValueError, match="proprio_dropout must be in"):
+        tiny_s1_config(root, tmp_path, 2, proprio_dropout=1.5)
+    train_s1(tiny_s1_config(root, tmp_path / "blind", 2, proprio_dropout=1.0), progress=False)
+    train_s1(tiny_s1_config(root, tmp_path / "sees", 2), progress=False)
+    image, z = np.full((32, 32, 3), 90, np.uint8), np.ones(128, np.float32)
+    bodies = np.zeros(137, np.float32), np.linspace(-1, 1, 137, dtype=np.float32)
+
+    def chunk(policy: S1Policy, proprio: np.ndarray, t: float = 0.5) -> np.ndarray:
+        policy.reset()
+        return policy.infer(image, proprio, z, task_time=t)
+
+    blind, sees = (S1Policy(tmp_path / name / "policy.safetensors") for name in ("blind", "sees"))
+    assert blind.blind and not sees.blind
+    assert np.array_equal(chunk(blind, bodies[0]), chunk(blind, bodies[1]))
+    assert not np.allclose(chunk(blind, bodies[0]), chunk(blind, bodies[0], t=3.0))
+    assert not np.allclose(chunk(sees, bodies[0]), chunk(sees, bodies[1]))
+
+
 def test_resume_with_another_model_names_the_mismatch(demos, tmp_path):
     root, _ = demos
     train_s1(_cfg(root, tmp_path, 2), progress=False)
