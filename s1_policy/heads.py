@@ -401,8 +401,8 @@ class ActionHead(nn.Module, ABC):
         if ctx.guided or guidance != 1.0:
             raise ValueError(f"{type(self).__name__}: classifier-free guidance is implemented for the flow head only")
         if prefix is not None:
-            raise ValueError(f"{type(self).__name__}: prefix inpainting (stack.s1_inpaint_frames) is implemented "
-                             "for the flow head only")
+            raise ValueError(f"{type(self).__name__}: prefix inpainting and warm starts (stack.s1_inpaint_frames, "
+                             "stack.s1_warm_start) are implemented for the flow head only")
 
 
 class _DenoiserHead(ActionHead):

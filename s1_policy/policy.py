@@ -90,8 +90,9 @@ class S1Policy:
               prefix: tuple[np.ndarray, int] | None = None) -> np.ndarray:
         """``task_time``: s since the current instruction (used when the policy was trained with a task clock).
         ``prefix``: (a chunk (H, A) in physical units, how many of its leading frames are known), as
-        ``features.shift_chunk`` returns it; with ``inpaint_frames`` > 0 the new chunk keeps those frames
-        (weights ``features.inpaint_weights``)."""
+        ``features.shift_chunk`` returns it: the previous chunk seen from now. With ``inpaint_frames`` > 0 the new
+        chunk keeps those frames (weights ``features.inpaint_weights``); with ``warm_start`` > 0 its integration
+        starts on their path (``heads.Prefix``)."""
         s = self.stats
         img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
         p = (torch.as_tensor(proprio, dtype=torch.float32)[None] - s["proprio_mean"]) / s["proprio_std"]

@@ -69,7 +69,7 @@ def test_prefix_weights_zero_change_nothing_and_a_wrong_shape_is_named():
 def test_other_heads_refuse_a_prefix_by_name(head):
     model = _toy(head).eval()
     image, proprio, z = _inputs(1)
-    with pytest.raises(ValueError, match="inpainting.*flow head only"):
+    with pytest.raises(ValueError, match="inpainting and warm starts.*flow head only"):
         model.sample(image, proprio, z, prefix=Prefix(torch.ones(1, 4, 1), torch.ones(4)))
 
 
