@@ -11,9 +11,10 @@ heading relative to the chunk's start (rad) and the planar velocity (m/s) in the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from infra.messages import MotionChunk
 
@@ -50,6 +51,29 @@ class TaskClock:
             w = 2 * np.pi * 2**k / self.seconds
             cols += [np.sin(w * t), np.cos(w * t)]
         return np.stack(cols, axis=1).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ProprioInput:
+    """What S1's proprioception input is, from the normalised body state: the body state (zeroed for a blind S1,
+    ``TrainS1Config.proprio_dropout=1``) followed by the task clock's features. Training, held-out evaluation and
+    the policy build it with this one piece, so they cannot disagree."""
+
+    clock: TaskClock = field(default_factory=TaskClock)
+    blind: bool = False
+
+    @classmethod
+    def of(cls, config: dict) -> ProprioInput:
+        """The input of a training config (``TrainS1Config`` as a dict, or as stored in a checkpoint's metadata)."""
+        return cls(TaskClock.of(config), float(config.get("proprio_dropout", 0.0)) >= 1.0)
+
+    def __call__(self, body: torch.Tensor, time: np.ndarray | float) -> torch.Tensor:
+        """Normalised body states (N, 2 n_dof + 7) and their times since the instruction (N,) s -> (N, P)."""
+        if self.blind:
+            body = torch.zeros_like(body)
+        if not self.clock.dim:
+            return body
+        return torch.cat([body, torch.from_numpy(self.clock.features(time)).to(body.dtype)], dim=1)
 
 
 def proprio_dim(n_dof: int) -> int:

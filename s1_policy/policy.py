@@ -14,7 +14,7 @@ import torch
 from infra.checkpoint import CheckpointError, load_checkpoint, unflatten_state
 from infra.config.s1 import S1ModelConfig, check_guidance
 from infra.config.stack import StackConfig
-from s1_policy.features import TaskClock, inpaint_weights
+from s1_policy.features import ProprioInput, TaskClock, inpaint_weights
 from s1_policy.goal import GoalEncoder
 from s1_policy.heads import Prefix
 from s1_policy.model import S1Model
@@ -65,11 +65,18 @@ class S1Policy:
         self.goal.load_state_dict(unflatten_state("goal", ckpt.tensors))
         self.goal.eval()
         self.stats = {k.removeprefix("stats/"): v for k, v in ckpt.tensors.items() if k.startswith("stats/")}
-        self.clock = TaskClock.of(ckpt.meta["config"])
-        self.blind = float(ckpt.meta["config"].get("proprio_dropout", 0.0)) >= 1.0
-        """trained without the body state (``TrainS1Config.proprio_dropout=1``): it is zeroed here too"""
+        self.inputs = ProprioInput.of(ckpt.meta["config"])
         self.generator = torch.Generator().manual_seed(seed)
         self.seed = seed
+
+    @property
+    def clock(self) -> TaskClock:
+        return self.inputs.clock
+
+    @property
+    def blind(self) -> bool:
+        """Trained without the body state (``TrainS1Config.proprio_dropout=1``): it is zeroed here too."""
+        return self.inputs.blind
 
     @property
     def keeps_prefix(self) -> bool:
@@ -95,11 +102,8 @@ class S1Policy:
         starts on their path (``heads.Prefix``)."""
         s = self.stats
         img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None]
-        p = (torch.as_tensor(proprio, dtype=torch.float32)[None] - s["proprio_mean"]) / s["proprio_std"]
-        if self.blind:
-            p = torch.zeros_like(p)
-        if self.clock.dim:
-            p = torch.cat([p, torch.from_numpy(self.clock.features(task_time))], dim=1)
+        p = self.inputs((torch.as_tensor(proprio, dtype=torch.float32)[None] - s["proprio_mean"]) / s["proprio_std"],
+                        task_time)
         pinned = None
         if prefix is not None and self.keeps_prefix:
             values, valid = prefix

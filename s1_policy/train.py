@@ -34,7 +34,7 @@ from infra.checkpoint import (
 from infra.config import to_dict
 from infra.config.s1 import TrainS1Config
 from s1_policy.dataset import DemoDataset
-from s1_policy.features import TaskClock
+from s1_policy.features import ProprioInput, TaskClock
 from s1_policy.goal import GoalEncoder, family_separation_loss
 from s1_policy.model import S1Model
 
@@ -137,19 +137,14 @@ def random_shift(images: torch.Tensor, pad: int, generator: torch.Generator | No
 class Batcher:
     """Normalised torch batches from :class:`Demos`."""
 
-    def __init__(self, d: Demos, stats: dict[str, torch.Tensor], clock: TaskClock | None = None,
-                 blind: bool = False) -> None:
-        """``blind``: the body state is zeroed in every batch (a policy trained with ``proprio_dropout=1``)."""
-        self.d, self.stats, self.clock, self.blind = d, stats, clock or TaskClock(), blind
+    def __init__(self, d: Demos, stats: dict[str, torch.Tensor], inputs: ProprioInput | None = None) -> None:
+        """``inputs``: how the proprioception input is built (the task clock, a blind S1's zeroed body state)."""
+        self.d, self.stats, self.inputs = d, stats, inputs or ProprioInput()
 
     def get(self, idx: np.ndarray) -> tuple[torch.Tensor, ...]:
         d, s = self.d, self.stats
         image = torch.from_numpy(d.images[idx]).permute(0, 3, 1, 2).contiguous()  # (B, 3, S, S) uint8
-        proprio = (torch.from_numpy(d.proprio[idx]) - s["proprio_mean"]) / s["proprio_std"]
-        if self.blind:
-            proprio = torch.zeros_like(proprio)
-        if self.clock.dim:
-            proprio = torch.cat([proprio, torch.from_numpy(self.clock.features(d.time[idx]))], 1)
+        proprio = self.inputs((torch.from_numpy(d.proprio[idx]) - s["proprio_mean"]) / s["proprio_std"], d.time[idx])
         actions = (torch.from_numpy(d.actions[idx]) - s["action_mean"]) / s["action_std"]
         return image, proprio, torch.from_numpy(d.goal[idx]), actions
 
@@ -195,7 +190,7 @@ def _restore(path: str, model: S1Model, goal: GoalEncoder, opt: torch.optim.Opti
 def _init_from(ckpt, cfg: TrainS1Config, model: S1Model, goal: GoalEncoder) -> None:
     """Fine-tuning start: the network and goal encoder of an S1 policy trained with the same model config."""
     check_config_matches(ckpt.meta["config"], to_dict(cfg), ["model", "task_clock_s"])  # names the mismatch
-    saved, clock = TaskClock.of(ckpt.meta["config"]), TaskClock(cfg.task_clock_s, cfg.task_clock_octaves)
+    saved, clock = TaskClock.of(ckpt.meta["config"]), TaskClock.of(to_dict(cfg))
     if saved != clock:  # a checkpoint from before task_clock_octaves has none
         raise CheckpointError(f"{cfg.init}: trained with task_clock_octaves={saved.octaves}, this run asks for "
                               f"{clock.octaves}")
@@ -232,7 +227,8 @@ def train_s1(cfg: TrainS1Config, progress: bool = True, tracker=None) -> dict:
     params = list(model.parameters()) + list(goal.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     start = _restore(cfg.resume, model, goal, opt, cfg) if cfg.resume else 0
-    clock = TaskClock(cfg.task_clock_s, cfg.task_clock_octaves)
+    inputs = ProprioInput.of(to_dict(cfg))
+    clock = inputs.clock
     want = demos.proprio.shape[1] + clock.dim
     if cfg.model.proprio_dim != want:
         raise ValueError(f"train s1: model.proprio_dim is {cfg.model.proprio_dim}, the data gives {want} "
@@ -240,9 +236,9 @@ def train_s1(cfg: TrainS1Config, progress: bool = True, tracker=None) -> dict:
     if cfg.goal_separation > 0 and not (demos.family >= 0).any():
         raise ValueError(f"train s1: goal_separation={cfg.goal_separation} needs task families, and {cfg.data}'s "
                          "observation.goal has no entries named family.* (set goal_separation=0)")
-    batcher = Batcher(demos, stats, clock, cfg.proprio_dropout >= 1)
+    batcher = Batcher(demos, stats, inputs)
     row_p = early_sampling(demos.time, cfg.early_s, cfg.early_weight)
-    held_batcher = Batcher(held, stats, clock, cfg.proprio_dropout >= 1) if held is not None else None
+    held_batcher = Batcher(held, stats, inputs) if held is not None else None
     rng = np.random.default_rng(cfg.seed + start)
     gen = torch.Generator().manual_seed(cfg.seed + start)
     metrics: dict[str, float] = {}

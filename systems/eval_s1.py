@@ -78,7 +78,7 @@ def evaluate_s1(cfg: EvalS1Config, progress: bool = True, tracker=None) -> dict:
             entry |= goal_separation(policy)
             if cfg.eval_data:
                 held = load_demos(cfg.eval_data, policy.config.horizon)
-                batcher = Batcher(held, policy.stats, policy.clock, policy.blind)
+                batcher = Batcher(held, policy.stats, policy.inputs)
                 entry["chunk_error"] = round(chunk_error(policy.model, policy.goal, batcher), 4)
             lat = measure_latency(policy.model, n=cfg.latency_calls)
             entry["latency_ms_p50"], entry["latency_ms_p99"] = round(lat["p50_ms"], 2), round(lat["p99_ms"], 2)
