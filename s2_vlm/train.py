@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +40,10 @@ TRAIN_KIND, POLICY_KIND = "s2-train", "s2-policy"
 @dataclass
 class S2Data:
     """N frames. images (N, S, S, 3) uint8; z (N, D); bearing (N, 2) cos/sin; distance (N,) m;
-    has_target (N,) 0/1; family (N,) long; episode (N,) and frame (N,) index within its episode."""
+    has_target (N,) 0/1; family (N,) long; episode (N,) and frame (N,) index within its episode.
+    paraphrases: for an instruction, the instructions that ask for the same thing (same family, same object),
+    which training may put in its place (``TrainS2Config.paraphrase_prob``); instructions without an entry
+    are never swapped."""
 
     images: np.ndarray
     texts: list[str]
@@ -51,9 +54,30 @@ class S2Data:
     family: np.ndarray
     episode: np.ndarray
     frame: np.ndarray
+    paraphrases: dict[str, list[str]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.texts)
+
+    def vocabulary(self, paraphrase_prob: float) -> list[str]:
+        """Every instruction training can show the model: the recorded ones, and their paraphrases when
+        training swaps them in."""
+        words = set(self.texts)
+        if paraphrase_prob > 0:
+            words.update(*(self.paraphrases.get(t, ()) for t in set(self.texts)))
+        return sorted(words)
+
+
+def concat_data(parts: list[S2Data]) -> S2Data:
+    """One :class:`S2Data` from several (datasets trained on together); episode numbers stay distinct."""
+    if len(parts) == 1:
+        return parts[0]
+    offsets = np.cumsum([0] + [int(p.episode.max()) + 1 if len(p) else 0 for p in parts[:-1]])
+    arrays = {f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(S2Data)
+              if f.name not in ("texts", "paraphrases", "episode")}
+    return S2Data(**arrays, texts=[t for p in parts for t in p.texts],
+                  episode=np.concatenate([p.episode + o for p, o in zip(parts, offsets)]),
+                  paraphrases={k: v for p in parts for k, v in p.paraphrases.items()})
 
 
 def lagged_indices(idx: np.ndarray, frame: np.ndarray, max_lag: int, rng: np.random.Generator) -> np.ndarray:
@@ -72,6 +96,15 @@ def _shift(images: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor
     rows, cols = dy[:, None] + torch.arange(h), dx[:, None] + torch.arange(w)
     return padded[torch.arange(b)[:, None, None, None], torch.arange(3)[None, :, None, None],
                   rows[:, None, :, None], cols[:, None, None, :]].to(torch.uint8)
+
+
+def swap_paraphrase(text: str, paraphrases: dict[str, list[str]], p: float, rng: np.random.Generator) -> str:
+    """With probability ``p``, one of ``paraphrases[text]`` drawn uniformly; otherwise (or without an entry)
+    ``text``. Draws nothing from ``rng`` when ``p`` is 0."""
+    if p <= 0 or rng.random() >= p or not paraphrases.get(text):
+        return text
+    options = paraphrases[text]
+    return options[int(rng.integers(len(options)))]
 
 
 def drop_words(text: str, p: float, rng: np.random.Generator) -> str:
@@ -133,7 +166,7 @@ def load_s2_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor]) ->
 
 def _restore(path: str, model, opt: torch.optim.Optimizer, cfg: TrainS2Config) -> int:
     ckpt = load_checkpoint(path, kind=TRAIN_KIND)
-    check_config_matches(ckpt.meta["config"], to_dict(cfg), ["model", "data", "s1_checkpoint"])
+    check_config_matches(ckpt.meta["config"], to_dict(cfg), ["model", "data", "more_data", "s1_checkpoint"])
     load_s2_weights(model, ckpt.tensors)
     opt.load_state_dict(opt.state_dict() | {"state": optimizer_state(ckpt.tensors)})
     return int(ckpt.meta["step"])
@@ -161,7 +194,8 @@ def train_s2(cfg: TrainS2Config, data: S2Data, held: S2Data | None = None, meta:
             group["lr"] = lr
         idx = rng.integers(0, len(data), cfg.batch_size)
         image, texts, targets = batch(data, idx, lagged_indices(idx, data.frame, cfg.max_image_lag, rng))
-        texts = [drop_words(t, cfg.word_dropout, rng) for t in texts]
+        texts = [drop_words(swap_paraphrase(t, data.paraphrases, cfg.paraphrase_prob, rng), cfg.word_dropout, rng)
+                 for t in texts]
         loss, logs = s2_loss(model(_shift(image, cfg.shift_px, gen), texts), targets, cfg.weights)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -87,14 +87,14 @@ def eval_s1_cmd(cfg, as_json: bool) -> int:
 def train_s2_cmd(cfg, as_json: bool) -> int:
     """``humanoid train s2``: z targets from the frozen S1 goal encoder, then :func:`s2_vlm.train.train_s2`."""
     from s1_policy.policy import S1Policy
-    from s2_vlm.train import train_s2
+    from s2_vlm.train import concat_data, train_s2
     from systems.s2_layer import s2_data
 
     s1 = S1Policy(cfg.s1_checkpoint)
-    data = s2_data(cfg.data, s1)
+    data = concat_data([s2_data(root, s1) for root in [cfg.data, *cfg.more_data]])
     held = s2_data(cfg.eval_data, s1) if cfg.eval_data else None
     meta = {"s1_checkpoint": cfg.s1_checkpoint, "s1_sha256": s1.sha256,
-            "instructions": sorted(set(data.texts))}
+            "instructions": data.vocabulary(cfg.paraphrase_prob)}
     with tracked(cfg, "train s2") as tracker:
         result = train_s2(cfg, data, held, meta, progress=not as_json, tracker=tracker)
         if tracker is not None:

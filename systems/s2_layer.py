@@ -15,7 +15,7 @@ from s2_vlm.policy import S2Policy
 from s2_vlm.train import S2Data
 from systems.collect import IMAGE_KEY
 from systems.lockstep import GoalLayer, Privileged
-from systems.tasks import FAMILY_NAMES, Task, goal_params, pack_goal
+from systems.tasks import FAMILY_NAMES, OUT_OF_SCOPE, Task, goal_params, instructions, object_phrase, pack_goal, task_for
 
 log = logging.getLogger("humanoid.s2")
 
@@ -81,8 +81,21 @@ def layer_for_stack(policy: S2Policy, s1: S1Policy, stack: StackConfig, min_simi
     return S2Layer(policy, stop_z(s1), min_similarity, s1.encode_goal if stack.s2_z == "params" else None)
 
 
+def training_paraphrases(texts: list[str]) -> dict[str, list[str]]:
+    """For each instruction of the suite, the training templates of its family with its object filled in
+    (:func:`systems.tasks.task_for` reads both); instructions outside the suite get no entry."""
+    out = {}
+    for text in set(texts):
+        task = task_for(text, None, 0.0)
+        if task.family != OUT_OF_SCOPE:
+            out[text] = [t.format(obj=object_phrase(task.target)) if task.target else t
+                         for t in instructions(task.family, "train")]
+    return out
+
+
 def s2_data(root: str, s1: S1Policy) -> S2Data:
-    """A demonstration dataset as S2 training data: z targets from S1's frozen goal encoder."""
+    """A demonstration dataset as S2 training data: z targets from S1's frozen goal encoder, and each
+    instruction's training paraphrases."""
     ds = DemoDataset(root)
     goal = ds.column("observation.goal")
     images = np.concatenate([ds.video_frames(IMAGE_KEY, e["episode_index"]) for e in ds.episodes])
@@ -91,8 +104,9 @@ def s2_data(root: str, s1: S1Policy) -> S2Data:
     with torch.inference_mode():
         z = s1.goal(torch.from_numpy(goal)).numpy()
     n_fam = len(FAMILY_NAMES)
-    return S2Data(images=images, texts=[ds.task_of(i) for i in range(len(ds))], z=z.astype(np.float32),
+    texts = [ds.task_of(i) for i in range(len(ds))]
+    return S2Data(images=images, texts=texts, z=z.astype(np.float32),
                   bearing=goal[:, n_fam:n_fam + 2].copy(), distance=goal[:, n_fam + 2].copy(),
                   has_target=goal[:, n_fam + 3].copy(), family=goal[:, :n_fam].argmax(1).astype(np.int64),
-                  episode=episode, frame=frame)
+                  episode=episode, frame=frame, paraphrases=training_paraphrases(texts))
 

@@ -103,6 +103,8 @@ class TrainS2Config:
     weights: S2LossWeights = field(default_factory=S2LossWeights)
     data: str = "data/demos"
     """demonstrations (``humanoid collect``): images, instructions, privileged goal parameters"""
+    more_data: list[str] = field(default_factory=list)
+    """further demonstration datasets trained on together with ``data`` (``humanoid collect`` run in parts)"""
     eval_data: str = "data/demos_eval"
     """held-out demonstrations (held-out layouts and paraphrases) for the z error; "" = none"""
     s1_checkpoint: str = "checkpoints/s1/policy.safetensors"
@@ -125,6 +127,10 @@ class TrainS2Config:
     word is kept), so that the family is read from every word that carries it ("right" in "... right hand")
     rather than from the whole memorised sentence. Measured (README): 0.2 fixed the right-hand waves; a rate
     drawn per sample in [0, 0.3] did worse"""
+    paraphrase_prob: float = 0.0
+    """text augmentation: each training instruction is replaced, with this probability, by a training template
+    of the same family naming the same object, drawn uniformly (``S2Data.paraphrases``), so that every wording
+    is seen with every object and scene, not only the pairs the demonstrations happened to record"""
     threads: int = 2
     """torch CPU threads"""
     log_every: int = 50
@@ -144,6 +150,8 @@ class TrainS2Config:
     def __post_init__(self) -> None:
         if not 0.0 <= self.word_dropout < 1.0:
             raise ValueError(f"word_dropout must be in [0, 1), got {self.word_dropout}")
+        if not 0.0 <= self.paraphrase_prob <= 1.0:
+            raise ValueError(f"paraphrase_prob must be in [0, 1], got {self.paraphrase_prob}")
         if self.steps < 1 or self.batch_size < 1 or self.max_image_lag < 0:
             raise ValueError(f"steps, batch_size >= 1 and max_image_lag >= 0 needed, got {self.steps}, "
                              f"{self.batch_size}, {self.max_image_lag}")

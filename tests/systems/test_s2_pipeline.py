@@ -11,11 +11,11 @@ from infra.checkpoint import CheckpointError
 from infra.config.s2 import FAMILIES, S2ModelConfig, TrainS2Config
 from s1_policy.policy import S1Policy
 from s2_vlm.policy import S2Policy
-from s2_vlm.train import lagged_indices, train_s2
+from s2_vlm.train import S2Data, concat_data, lagged_indices, swap_paraphrase, train_s2
 from systems.layers import S1Layer
 from systems.lockstep import LockstepRunner
-from systems.s2_layer import S2Layer, s2_data, stop_z
-from systems.tasks import FAMILY_NAMES, Task, run_layout, task_for
+from systems.s2_layer import S2Layer, s2_data, stop_z, training_paraphrases
+from systems.tasks import FAMILY_NAMES, Task, instructions, object_phrase, run_layout, task_for
 
 TINY_S2 = S2ModelConfig(image_size=32, width=32, heads=2, fusion_layers=1, cnn_channels=[8, 16], visual_grid=2)
 
@@ -41,6 +41,41 @@ def test_s2_data_targets_are_the_goal_encoders_z(data, tiny_s1):
     np.testing.assert_allclose(data.z[0], s1.encode_goal(goal), atol=1e-6)
     assert np.all(data.family == FAMILY_NAMES.index("wave_right")) and np.all(data.has_target == 0)
     assert data.images.shape[1:] == (32, 32, 3) and len(data.texts) == len(data)
+
+
+def test_paraphrase_swaps_keep_the_family_and_the_object():
+    texts = ["walk to the red box", "indicate the blue sphere with your hand", "turn left", "bake me a cake"]
+    para = training_paraphrases(texts)
+    assert set(para) == set(texts[:3])  # nothing to swap an out-of-scope instruction for
+    assert len(para["turn left"]) == len(instructions("turn_left", "train"))
+    rng = np.random.default_rng(0)
+    for text in texts[:3]:
+        want = task_for(text, None, 0.0)
+        swapped = {swap_paraphrase(text, para, 1.0, rng) for _ in range(200)}
+        held = {t.format(obj=object_phrase(want.target)) for t in instructions(want.family, "eval")}
+        assert len(swapped) > 10 and not swapped & held
+        for s in swapped:
+            got = task_for(s, None, 0.0)
+            assert (got.family, got.target) == (want.family, want.target), s
+    state = rng.bit_generator.state
+    assert swap_paraphrase("turn left", para, 0.0, rng) == "turn left" and rng.bit_generator.state == state
+    assert swap_paraphrase("bake me a cake", para, 1.0, rng) == "bake me a cake"
+    swapped = [swap_paraphrase("turn left", para, 0.3, rng) != "turn left" for _ in range(4000)]
+    assert abs(np.mean(swapped) - 0.3 * (1 - 1 / len(para["turn left"]))) < 0.03
+    with pytest.raises(ValueError, match="paraphrase_prob"):
+        TrainS2Config(paraphrase_prob=1.5)
+
+
+def test_vocabulary_and_concatenation(data):
+    assert data.paraphrases and data.vocabulary(0.0) == sorted(set(data.texts))
+    assert set(data.vocabulary(0.5)) == set(data.texts) | set(data.paraphrases[data.texts[0]])
+    both = concat_data([data, data])
+    assert len(both) == 2 * len(data) and both.texts == data.texts * 2
+    n_ep = int(data.episode.max()) + 1
+    np.testing.assert_array_equal(both.episode, np.concatenate([data.episode, data.episode + n_ep]))
+    np.testing.assert_array_equal(both.frame[len(data):], data.frame)
+    np.testing.assert_array_equal(both.images[len(data):], data.images)
+    assert isinstance(both, S2Data) and concat_data([data]) is data
 
 
 def test_latency_aware_lag_stays_inside_the_episode():

@@ -9,13 +9,17 @@ from infra.config.schemas import SceneConfig
 from systems.tasks import (
     FAMILY_NAMES,
     GOAL_DIM,
+    HELD_OUT_TEMPLATES,
     TEMPLATES,
+    TRAIN_TEMPLATES,
     BodyState,
     SuccessCheck,
     Task,
     goal_params,
     instructions,
     sample_task,
+    object_phrase,
+    task_for,
     task_rng,
     task_scene,
 )
@@ -40,6 +44,37 @@ def test_held_out_paraphrases_are_disjoint_and_cover_every_family():
         train, held = set(instructions(family, "train")), set(instructions(family, "eval"))
         assert train and held and not train & held
         assert train | held == set(TEMPLATES[family])
+
+
+def test_every_template_parses_back_to_its_family_and_object():
+    objects = [o.name for o in SceneConfig().objects]
+    texts = [t for ts in TEMPLATES.values() for t in ts]
+    assert len(texts) == len(set(texts))  # no wording belongs to two families
+    for family, templates in TEMPLATES.items():
+        for template in templates:
+            for obj in objects if "{obj}" in template else [""]:
+                text = template.format(obj=object_phrase(obj)) if obj else template
+                task = task_for(text, np.zeros((0, 3)), 5.0)
+                assert (task.family, task.target) == (family, obj), text
+    # the object phrase may sit mid-sentence; a template's frame alone names no object
+    assert task_for("indicate the blue sphere with your hand", None, 5.0).target == "blue_sphere"
+    assert task_for("indicate  with your hand", None, 5.0).family == "unknown"
+
+
+def _words(text: str) -> set[str]:
+    w = text.replace("{obj}", " ").split()
+    return set(w) | {" ".join(w[i:i + 2]) for i in range(len(w) - 1)}
+
+
+def test_added_training_templates_borrow_no_held_out_wording():
+    """The held-out templates are the suite's first version's; the training templates beyond its first six
+    per family bring no content word or two-word phrase of a held-out template that the six did not have."""
+    function_words = {"the", "a", "to", "your", "with", "at", "and", "of", "in"}
+    for family, train in TRAIN_TEMPLATES.items():
+        held = set().union(*map(_words, HELD_OUT_TEMPLATES[family]))
+        first = set().union(*map(_words, train[:6]))
+        for template in train[6:]:
+            assert not (_words(template) & held) - first - function_words, (family, template)
 
 
 def test_eval_layouts_come_from_another_seed_range():
