@@ -15,7 +15,16 @@ from s2_vlm.policy import S2Policy
 from s2_vlm.train import S2Data
 from systems.collect import IMAGE_KEY
 from systems.lockstep import GoalLayer, Privileged
-from systems.tasks import FAMILY_NAMES, OUT_OF_SCOPE, Task, goal_params, instructions, object_phrase, pack_goal, task_for
+from systems.tasks import (
+    FAMILY_NAMES,
+    OUT_OF_SCOPE,
+    Task,
+    goal_params,
+    instructions,
+    object_phrase,
+    pack_goal,
+    task_for,
+)
 
 log = logging.getLogger("humanoid.s2")
 

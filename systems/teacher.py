@@ -16,6 +16,7 @@ import numpy as np
 from infra.chunks import rotate2d, world_to_chunk
 from infra.messages import MotionChunk
 from s0_locomotion.body import Body
+from s0_locomotion.body.humanoid65 import SHOULDER
 from s0_locomotion.motion.clip import Kinematics, MotionClip
 from s0_locomotion.motion.library import build_clip, hand_pose
 from s0_locomotion.motion.ops import concat
@@ -27,6 +28,7 @@ TURN_RATE = 0.6  # rad/s, in place
 WALK_SPEED = 0.3  # m/s forward (the trained S0 falls more often at 0.5)
 BACK_SPEED = 0.35  # m/s backward
 STOP_SHORT_M = 0.55  # walk_to stops this far before the object centre
+LEFT_ARM_ABOVE = np.deg2rad(15)  # point_at uses the left arm for targets further left than this
 
 
 def _turn(body: Body, kin: Kinematics, angle: float, balance: bool = False) -> MotionClip:
@@ -48,8 +50,23 @@ def _walk(body: Body, kin: Kinematics, distance: float, balance: bool = False) -
     return locomotion(body, "walk", gait, kin, settle=1.0)
 
 
-def _point(body: Body, kin: Kinematics, side: str) -> MotionClip:
-    arm = {f"{side}_shoulder_pitch": -1.5, f"{side}_elbow": -0.1, **hand_pose(side, "point")}
+def point_arm(body: Body, bearing: float, distance: float) -> tuple[str, float]:
+    """The arm that points at a target at ``bearing`` rad (heading frame, from the root, left positive) and
+    ``distance`` m, and its shoulder roll. With the shoulder pitched forward to the horizontal, the roll turns
+    the arm about the vertical, so the roll is the target's bearing seen from that shoulder (``SHOULDER``'s
+    sideways offset), clipped to the joint's range. The right arm points unless the target is more than
+    ``LEFT_ARM_ABOVE`` to the left."""
+    side = "left" if bearing > LEFT_ARM_ABOVE else "right"
+    s = 1.0 if side == "left" else -1.0
+    x, y = distance * np.cos(bearing), distance * np.sin(bearing) - s * SHOULDER[1]
+    lo, hi = body.ranges[body.joint_names.index(f"{side}_shoulder_roll")]
+    return side, float(np.clip(np.arctan2(y, x), lo, hi))
+
+
+def _point(body: Body, kin: Kinematics, side: str, roll: float = 0.0) -> MotionClip:
+    """Raise the ``side`` arm to the horizontal in 1 s, aimed ``roll`` rad about the vertical, hold 3 s."""
+    arm = {f"{side}_shoulder_pitch": -1.5, f"{side}_shoulder_roll": roll, f"{side}_elbow": -0.1,
+           **hand_pose(side, "point")}
     return _standing_clip(body, f"point_{side}", keyposes(body, [(0.0, {}), (1.0, arm), (4.0, arm)]), kin)
 
 
@@ -97,12 +114,12 @@ class ScriptedTeacher:
         if task.target:
             rel = rotate2d(-root_yaw, objects[task.target] - root_xy)
             bearing, dist = float(np.arctan2(rel[1], rel[0])), float(np.linalg.norm(rel))
-            if abs(bearing) > np.deg2rad(8) or f == "face":
+            if f == "face" or (f == "walk_to" and abs(bearing) > np.deg2rad(8)):
                 parts.append(_turn(body, kin, bearing, self.balance))
             if f == "walk_to":
                 parts.append(_walk(body, kin, max(0.3, dist - STOP_SHORT_M), self.balance))
-            if f == "point_at":
-                parts.append(_point(body, kin, "left" if bearing > np.deg2rad(30) else "right"))
+            if f == "point_at":  # from where it stands: the arm aimed at the target, no turn
+                parts.append(_point(body, kin, *point_arm(body, bearing, dist)))
         elif f in ("turn_left", "turn_right"):
             parts.append(_turn(body, kin, np.pi / 2 * (1 if f == "turn_left" else -1), self.balance))
         elif f in ("walk_forward", "walk_backward"):

@@ -11,7 +11,7 @@ from infra.config.schemas import SceneConfig
 from infra.config.stack import RatesConfig, StackConfig
 from s0_locomotion.motion.procedural import FPS
 from systems.lockstep import LockstepRunner
-from systems.tasks import sample_task, task_rng, task_scene
+from systems.tasks import Task, sample_task, task_rng, task_scene
 from systems.teacher import GoalParamsLayer, TeacherLayer
 
 
@@ -58,10 +58,31 @@ def test_deterministic_for_a_seed(runner):
     np.testing.assert_array_equal(first, second)
 
 
-@pytest.mark.parametrize("family", ["arms_up", "squat", "wave_right"])
+@pytest.mark.parametrize("family", ["arms_up", "squat", "wave_right", "point_at"])
 def test_teacher_with_trained_s0_succeeds(runner, family):
     result = runner.run(_task(family), TeacherLayer(runner.body, balance=runner.balanced_gait), GoalParamsLayer())
     assert result.success and not result.fell, result
+
+
+@pytest.mark.parametrize("bearing_deg", [-50, -20, 0, 10, 25, 50])
+def test_teacher_points_from_where_it_stands(runner, bearing_deg):
+    """point_at raises one arm to the horizontal, aimed at the target from its shoulder, without turning:
+    the planned arm (shoulder to hand) is within 3 degrees of the target in the plane, the root stays put."""
+    teacher = TeacherLayer(runner.body).teacher
+    b, yaw = np.deg2rad(bearing_deg), 0.7
+    target = np.array([1.0, -2.0]) + 2.5 * np.array([np.cos(yaw + b), np.sin(yaw + b)])
+    plan = teacher.reset(Task("point_at", "point at the red box", "red_box"), {"red_box": target},
+                         np.array([1.0, -2.0]), yaw)
+    k = int(3.0 * FPS)
+    side = "left" if bearing_deg > 15 else "right"
+    shoulder, hand = (plan.body_pos[k, plan.body_names.index(f"{side}_{part}")] for part in ("upper_arm", "hand"))
+    local_target = 2.5 * np.array([np.cos(b), np.sin(b)])  # the clip's frame: the start's heading, root at 0
+    arm, to_target = (hand - shoulder)[:2], local_target - shoulder[:2]
+    angle = np.degrees(np.arccos(arm @ to_target / np.linalg.norm(arm) / np.linalg.norm(to_target)))
+    assert angle < 3.0 and np.linalg.norm(hand - shoulder) > 0.4 and hand[2] > shoulder[2] - 0.15
+    other = plan.body_pos[k, plan.body_names.index(f"{'right' if side == 'left' else 'left'}_hand")]
+    assert other[2] < shoulder[2] - 0.3  # the other arm hangs
+    assert np.linalg.norm(teacher.xy - teacher.xy[0], axis=1).max() < 0.02  # no turn, no step
 
 
 def test_teacher_demonstration_of_arms_up_stands_to_the_time_limit(runner):
