@@ -127,7 +127,7 @@ class Task:
 
 
 def instructions(family: str, split: str) -> list[str]:
-    """Instruction templates of a family: ``train`` (all but the held-out) or ``eval`` (the held-out)."""
+    """Instruction templates of a family: ``train`` (``TRAIN_TEMPLATES``) or ``eval`` (``HELD_OUT_TEMPLATES``)."""
     return TRAIN_TEMPLATES[family] if split == "train" else HELD_OUT_TEMPLATES[family]
 
 
