@@ -53,11 +53,14 @@ class S2Policy:
                 "has_target": torch.sigmoid(out["has_target"][0]).numpy()}
 
     @torch.inference_mode()
-    def known_similarity(self, instruction: str) -> float:
-        """Largest cosine similarity between the instruction and the training instructions (1 = seen)."""
-        if not self.known:
-            return 1.0
+    def similarities(self, instruction: str) -> np.ndarray:
+        """Cosine similarity (MiniLM sentence embeddings) between the instruction and each of ``known``, the
+        instructions S2 was trained on: (len(known),) float32."""
         text = self.model.text
         if self._known_emb is None:
             self._known_emb = text.encode_sentences(self.known)
-        return float((self._known_emb @ text.encode_sentences([instruction])[0]).max())
+        return (self._known_emb @ text.encode_sentences([instruction])[0]).numpy()
+
+    def known_similarity(self, instruction: str) -> float:
+        """Largest cosine similarity between the instruction and the training instructions (1 = seen)."""
+        return float(self.similarities(instruction).max()) if self.known else 1.0

@@ -73,6 +73,12 @@ class StackConfig:
     encoder produces: the most likely family's, at the estimated bearing and distance). Measured with the
     committed S1 and S2 (``eval stack episodes=24``): 0.58 with params against 0.42 with head; S2's z head
     falls between families on held-out paraphrases where its family head is right"""
+    s2_family: str = "text"
+    """with ``s2_z="params"``, where the family comes from: "text" (the instruction alone, a kernel density
+    classifier over S2's training instructions in MiniLM's sentence space, ``systems.s2_layer.InstructionFamily``,
+    once per instruction) or "head" (S2's family head, image and instruction, every S2 tick)"""
+    s2_family_temperature: float = 0.05
+    """the kernel's temperature for ``s2_family="text"`` (cosine similarity units)"""
 
     def __post_init__(self) -> None:
         for name in ("s1_period_s", "s2_period_s"):
@@ -84,6 +90,10 @@ class StackConfig:
             raise ValueError(f"image_size must be >= 32, got {self.image_size}")
         if self.s2_z not in ("head", "params"):
             raise ValueError(f"s2_z must be head or params, got {self.s2_z!r}")
+        if self.s2_family not in ("text", "head"):
+            raise ValueError(f"s2_family must be text or head, got {self.s2_family!r}")
+        if self.s2_family_temperature <= 0:
+            raise ValueError(f"s2_family_temperature must be > 0, got {self.s2_family_temperature}")
         if self.s1_sample_steps < 0:
             raise ValueError(f"s1_sample_steps must be >= 0, got {self.s1_sample_steps}")
         if self.s1_guidance < 0:

@@ -164,6 +164,68 @@ def test_params_mode_sends_the_goal_encoders_z_of_s2s_heads(data, tiny_s1, tmp_p
     z_head = head.goal(0.0, image, data.texts[0], None)
     z = params.goal(0.0, image, data.texts[0], None)
     np.testing.assert_array_equal(params.last["z_head"], z_head)  # the same S2 call underneath
-    np.testing.assert_allclose(z, s1.encode_goal(s2_goal_params(params.last)))
+    np.testing.assert_allclose(z, s1.encode_goal(s2_goal_params(params.last, from_family=True)))
+    by_head = layer_for_stack(s2, s1, StackConfig(image_size=32, s2_family="head"))
+    z = by_head.goal(0.0, image, data.texts[0], None)
+    assert by_head.family is None and "family_head" not in by_head.last
+    np.testing.assert_allclose(z, s1.encode_goal(s2_goal_params(by_head.last)))
     with pytest.raises(ValueError, match="s2_z"):
         StackConfig(s2_z="both")
+    with pytest.raises(ValueError, match="s2_family"):
+        StackConfig(s2_family="image")
+    with pytest.raises(ValueError, match="s2_family_temperature"):
+        StackConfig(s2_family_temperature=0.0)
+
+
+class _Known:
+    """The two things InstructionFamily reads from an S2 policy, with similarities set by hand."""
+
+    path = "by-hand.safetensors"
+
+    def __init__(self, known: list[str], sims: list[float]) -> None:
+        self.known, self.sims = known, np.array(sims, np.float32)
+
+    def similarities(self, instruction: str) -> np.ndarray:
+        return self.sims
+
+
+def test_instruction_family_is_a_kernel_density_classifier_by_hand():
+    from systems.s2_layer import InstructionFamily
+
+    known = ["turn left", "rotate left", "turn right", "walk to the red box", "bake a cake"]
+    family = InstructionFamily(_Known(known, [0.85, 0.5, 0.8, 0.5, 1.0]), temperature=0.1)
+    p = family("whatever")
+    # per family the mean of exp(cos / T) over its sentences; the out-of-scope sentence counts for nothing
+    left, right, walk = (np.exp(8.5) + np.exp(5)) / 2, np.exp(8), np.exp(5)
+    want = np.zeros(len(FAMILY_NAMES))
+    for name, score in (("turn_left", left), ("turn_right", right), ("walk_to", walk)):
+        want[FAMILY_NAMES.index(name)] = score
+    np.testing.assert_allclose(p, want / want.sum(), rtol=1e-5)
+    assert FAMILY_NAMES[int(np.argmax(p))] == "turn_right"  # the mean, not the best match, decides
+    with pytest.raises(ValueError, match="names a task family"):
+        InstructionFamily(_Known(["bake a cake"], [1.0]))
+
+
+def test_the_family_is_read_from_the_instruction_alone(data, tiny_s1, tmp_path):
+    """The real MiniLM and an S2 trained for two steps: held-out paraphrases get their family from the training
+    instructions, the same one at every tick whatever the image, and the goal carries the target an object
+    family needs even when the untrained has-target head says otherwise."""
+    from systems.s2_layer import InstructionFamily, layer_for_stack, s2_goal_params
+    from systems.tasks import FAMILIES as TASK_FAMILIES
+
+    vocab = sorted({t.format(obj=object_phrase(o)) for f in FAMILY_NAMES for t in instructions(f, "train")
+                    for o in ("red_box", "blue_sphere")})
+    train_s2(_cfg(tmp_path, 2), data, meta={"instructions": vocab}, progress=False)
+    s1, s2 = S1Policy(tiny_s1), S2Policy(tmp_path / "policy.safetensors")
+    layer = layer_for_stack(s2, s1, STACK)
+    assert isinstance(layer.family, InstructionFamily)
+    rng = np.random.default_rng(0)
+    for text, want in (("swivel right", "turn_right"), ("hold still", "stop"), ("gesture at the red box", "point_at"),
+                       ("put both hands in the air", "arms_up"), ("take a few steps back", "walk_backward")):
+        layer.reset(None)
+        for tick in range(3):
+            z = layer.goal(0.2 * tick, rng.integers(0, 256, (32, 32, 3), dtype=np.uint8), text, None)
+            assert FAMILY_NAMES[int(np.argmax(layer.last["family"]))] == want, (text, tick)
+            g = s2_goal_params(layer.last, from_family=True)
+            assert g[FAMILY_NAMES.index(want)] == 1.0 and g[-1] == float(TASK_FAMILIES[want][0])
+            np.testing.assert_allclose(z, s1.encode_goal(g), rtol=1e-5, atol=1e-6)
