@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 
 from infra.config import to_yaml
 from infra.config.schemas import RunConfig
-from infra.config.stack import StackConfig
+from infra.config.stack import stack_for_run
 from infra.tracking import Tracker
 from s0_locomotion.body import TRACK_CAMERA
 from s1_policy.policy import S1Policy
@@ -59,8 +59,7 @@ def run_lockstep(cfg: RunConfig) -> dict:
     out = Path(cfg.out_dir) / datetime.now().strftime("run-%Y%m%d-%H%M%S-%f")
     out.mkdir(parents=True, exist_ok=False)
     (out / "config.yaml").write_text(to_yaml(cfg))
-    stack_cfg = StackConfig(body=cfg.body, sim=cfg.sim, scene=cfg.scene, s0_checkpoint=cfg.checkpoint,
-                            s1_sample_steps=cfg.s1_sample_steps, s1_guidance=cfg.s1_guidance, s2_z=cfg.s2_z)
+    stack_cfg = stack_for_run(cfg)
     s1, s2 = S1Policy.for_stack(cfg.s1_checkpoint, stack_cfg), S2Policy(cfg.s2_checkpoint)
     layout = run_layout(cfg.layout_seed, cfg.scene)
     task = task_for(cfg.instruction, layout, cfg.seconds)

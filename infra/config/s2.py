@@ -122,15 +122,16 @@ class TrainS2Config:
     s2_period = 5 S1 ticks, so its z is used with images up to 4 ticks old)"""
     shift_px: int = 4
     """random-shift image augmentation, pixels"""
-    word_dropout: float = 0.0
+    word_dropout: float = 0.2
     """text augmentation: each word of a training instruction is left out with this probability (at least one
     word is kept), so that the family is read from every word that carries it ("right" in "... right hand")
     rather than from the whole memorised sentence. Measured (README): 0.2 fixed the right-hand waves; a rate
-    drawn per sample in [0, 0.3] did worse"""
-    paraphrase_prob: float = 0.0
+    drawn per sample in [0, 0.3] did worse. 0.2 is the committed S2's"""
+    paraphrase_prob: float = 0.5
     """text augmentation: each training instruction is replaced, with this probability, by a training template
     of the same family naming the same object, drawn uniformly (``S2Data.paraphrases``), so that every wording
-    is seen with every object and scene, not only the pairs the demonstrations happened to record"""
+    is seen with every object and scene, not only the pairs the demonstrations happened to record. 0.5 is the
+    committed S2's"""
     threads: int = 2
     """torch CPU threads"""
     log_every: int = 50

@@ -377,6 +377,9 @@ class RunConfig:
     """with an instruction: S1's classifier-free guidance weight (``StackConfig.s1_guidance``; 0 = the checkpoint's)"""
     s2_z: str = "params"
     """with an instruction: how S2's latent goal is formed (``StackConfig.s2_z``: head or params)"""
+    s2_family: str = "text"
+    """with an instruction and ``s2_z=params``: where the task family comes from (``StackConfig.s2_family``: text,
+    the instruction alone, or head, S2's family head)"""
     layout_seed: int = 0
     """with an instruction: the scene layout is drawn from this seed (held-out range)"""
     mode: str = "realtime"

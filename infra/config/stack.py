@@ -5,7 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from infra.config.s0 import BalanceConfig
-from infra.config.schemas import BodyConfig, PhasesConfig, RealtimeConfig, SceneConfig, SimConfig, TrackingConfig
+from infra.config.schemas import (
+    BodyConfig,
+    PhasesConfig,
+    RealtimeConfig,
+    RunConfig,
+    SceneConfig,
+    SimConfig,
+    TrackingConfig,
+)
 
 __all__ = ["BenchRuntimeConfig", "CollectConfig", "PhasesConfig", "RatesConfig", "RealtimeConfig", "StackConfig"]
 
@@ -103,6 +111,14 @@ class StackConfig:
         if not 0 <= self.s1_warm_start < 1:
             raise ValueError(f"s1_warm_start must be in [0, 1), got {self.s1_warm_start}")
 
+
+
+def stack_for_run(cfg: RunConfig) -> StackConfig:
+    """The stack ``humanoid run`` runs (either runner): the run's body, simulation, scene, S0 checkpoint and S1/S2
+    run-time settings, everything else at StackConfig's defaults."""
+    return StackConfig(body=cfg.body, sim=cfg.sim, scene=cfg.scene, s0_checkpoint=cfg.checkpoint,
+                       s1_sample_steps=cfg.s1_sample_steps, s1_guidance=cfg.s1_guidance, s2_z=cfg.s2_z,
+                       s2_family=cfg.s2_family)
 
 @dataclass
 class CollectConfig:

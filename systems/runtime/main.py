@@ -20,7 +20,7 @@ import numpy as np
 
 from infra.config import to_yaml
 from infra.config.schemas import RunConfig
-from infra.config.stack import StackConfig
+from infra.config.stack import StackConfig, stack_for_run
 from infra.tracking import Tracker
 from systems.runtime.realtime import RealtimeRunner, parse_script
 from systems.tasks import OUT_OF_SCOPE, run_layout
@@ -150,8 +150,7 @@ def run_realtime(cfg: RunConfig, progress: bool = True) -> dict:
     out = Path(cfg.out_dir) / datetime.now().strftime("run-%Y%m%d-%H%M%S-%f")
     out.mkdir(parents=True, exist_ok=False)
     (out / "config.yaml").write_text(to_yaml(cfg))
-    stack = StackConfig(body=cfg.body, sim=cfg.sim, scene=cfg.scene, s0_checkpoint=cfg.checkpoint,
-                        s1_sample_steps=cfg.s1_sample_steps, s1_guidance=cfg.s1_guidance, s2_z=cfg.s2_z)
+    stack = stack_for_run(cfg)
     layout = run_layout(cfg.layout_seed, cfg.scene)
     runner = RealtimeRunner(stack, cfg.realtime, cfg.s1_checkpoint, cfg.s2_checkpoint, layout, out)
 

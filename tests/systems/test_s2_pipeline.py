@@ -229,3 +229,16 @@ def test_the_family_is_read_from_the_instruction_alone(data, tiny_s1, tmp_path):
             g = s2_goal_params(layer.last, from_family=True)
             assert g[FAMILY_NAMES.index(want)] == 1.0 and g[-1] == float(TASK_FAMILIES[want][0])
             np.testing.assert_allclose(z, s1.encode_goal(g), rtol=1e-5, atol=1e-6)
+
+
+def test_the_main_jobs_stack_takes_the_runs_settings():
+    from infra.config.schemas import RunConfig
+    from infra.config.stack import stack_for_run
+
+    run = RunConfig(instruction="turn left", s1_sample_steps=4, s1_guidance=2.0, s2_z="params", s2_family="head",
+                    checkpoint="elsewhere.safetensors")
+    stack = stack_for_run(run)
+    assert (stack.s1_sample_steps, stack.s1_guidance, stack.s2_z, stack.s2_family) == (4, 2.0, "params", "head")
+    assert stack.s0_checkpoint == "elsewhere.safetensors" and stack.scene == run.scene and stack.body == run.body
+    with pytest.raises(ValueError, match="s2_family"):
+        stack_for_run(RunConfig(s2_family="image"))
