@@ -15,7 +15,8 @@ from infra.config.schemas import (
     TrackingConfig,
 )
 
-__all__ = ["BenchRuntimeConfig", "CollectConfig", "PhasesConfig", "RatesConfig", "RealtimeConfig", "StackConfig"]
+__all__ = ["BenchRuntimeConfig", "CollectConfig", "PhasesConfig", "RatesConfig", "RealtimeConfig", "StackConfig",
+           "stack_for_run"]
 
 
 @dataclass
@@ -112,13 +113,13 @@ class StackConfig:
             raise ValueError(f"s1_warm_start must be in [0, 1), got {self.s1_warm_start}")
 
 
-
 def stack_for_run(cfg: RunConfig) -> StackConfig:
     """The stack ``humanoid run`` runs (either runner): the run's body, simulation, scene, S0 checkpoint and S1/S2
     run-time settings, everything else at StackConfig's defaults."""
     return StackConfig(body=cfg.body, sim=cfg.sim, scene=cfg.scene, s0_checkpoint=cfg.checkpoint,
                        s1_sample_steps=cfg.s1_sample_steps, s1_guidance=cfg.s1_guidance, s2_z=cfg.s2_z,
                        s2_family=cfg.s2_family)
+
 
 @dataclass
 class CollectConfig:
