@@ -86,6 +86,11 @@ class ChunkBroker:
         if self.track is not None:
             times = chunk.start_time + np.arange(len(joints)) * chunk.frame_dt
             old_j, old_xy, old_yaw, old_h = self.track.at(times)
+            # S0 puts every chunk's frame 0 at the anchor (the chunk carries only its path's shape), so the old
+            # track is moved to start there too. When S0 re-anchors on the measured root, the old track is
+            # off by the re-anchoring step; faded into every later chunk, that step would move the reference
+            # again at each tick (a 0.1 m step drifts a standing reference away at 1.3 m/s).
+            old_xy = old_xy + (np.asarray(anchor_xy, dtype=float) - old_xy[0])
             late = 0.0 if now is None else max(0.0, (now - chunk.start_time) / chunk.frame_dt)
             w = min_jerk_weights(len(joints), self.blend_frames, late)
             # Beyond the old track's end the old values are its held last frame; fade to the new anyway.

@@ -76,6 +76,51 @@ class ProprioInput:
         return torch.cat([body, torch.from_numpy(self.clock.features(time)).to(body.dtype)], dim=1)
 
 
+@dataclass(frozen=True)
+class ChunkCoding:
+    """How S1's network sees a chunk array: as it is, or with the root heading as a yaw rate.
+
+    By the chunk convention the heading is relative to frame 0, so it starts at 0 and ramps during a turn
+    (0 to 6.7 deg over a 16-frame turn_left chunk). A network that is unsure of the ramp's shape predicts a
+    level offset instead (measured on held-out turn_left chunks: +2.7 deg at frame 0, +3.7 at frame 15). With
+    S1 replanning every two frames, the broker puts each chunk's frame 0 at S0's reference pose, so that offset
+    is added to the reference at every tick and the reference turns faster than the body can follow. The planar
+    motion is already a velocity; ``heading_rate`` codes the heading the same way: the network learns the
+    yaw rate (rad/s, frames ``frame_dt`` s apart), and the heading is its integral, 0 at frame 0 by
+    construction. Datasets keep the heading (``chunk_to_array``): the coding is applied when they are loaded
+    and undone on the network's output."""
+
+    heading_rate: bool = False
+    frame_dt: float = 0.02
+
+    @classmethod
+    def of(cls, config: dict) -> ChunkCoding:
+        """The coding of a training config (``TrainS1Config`` as a dict, or as stored in a checkpoint's metadata;
+        one from before ``heading_rate`` has none)."""
+        return cls(bool(config.get("heading_rate", False)), float(config["stack"]["sim"]["ctrl_dt"]))
+
+    def encode(self, a: np.ndarray, n_dof: int) -> np.ndarray:
+        """Chunk arrays (..., H, n_dof + 4) -> the network's (same shape, float32). The last frame's rate
+        repeats the one before it (``world_to_chunk``'s convention for velocities)."""
+        a = np.array(a, dtype=np.float32)
+        if not self.heading_rate:
+            return a
+        h = np.unwrap(a[..., n_dof + 1].astype(np.float64), axis=-1)
+        rate = np.diff(h, axis=-1) / self.frame_dt
+        a[..., n_dof + 1] = np.concatenate([rate, rate[..., -1:]], axis=-1)
+        return a
+
+    def decode(self, a: np.ndarray, n_dof: int) -> np.ndarray:
+        """The network's arrays (..., H, n_dof + 4) -> chunk arrays: heading_k = dt · Σ_{j<k} rate_j."""
+        a = np.array(a, dtype=np.float32)
+        if not self.heading_rate:
+            return a
+        rate = a[..., n_dof + 1].astype(np.float64)
+        h = np.concatenate([np.zeros_like(rate[..., :1]), np.cumsum(rate[..., :-1], axis=-1) * self.frame_dt], axis=-1)
+        a[..., n_dof + 1] = h
+        return a
+
+
 def proprio_dim(n_dof: int) -> int:
     return 2 * n_dof + 7
 

@@ -14,7 +14,7 @@ import torch
 from infra.checkpoint import CheckpointError, load_checkpoint, unflatten_state
 from infra.config.s1 import S1ModelConfig, check_guidance
 from infra.config.stack import StackConfig
-from s1_policy.features import ProprioInput, TaskClock, inpaint_weights
+from s1_policy.features import ChunkCoding, ProprioInput, TaskClock, inpaint_weights
 from s1_policy.goal import GoalEncoder
 from s1_policy.heads import Prefix
 from s1_policy.model import S1Model
@@ -66,12 +66,17 @@ class S1Policy:
         self.goal.eval()
         self.stats = {k.removeprefix("stats/"): v for k, v in ckpt.tensors.items() if k.startswith("stats/")}
         self.inputs = ProprioInput.of(ckpt.meta["config"])
+        self.coding = ChunkCoding.of(ckpt.meta["config"])
         self.generator = torch.Generator().manual_seed(seed)
         self.seed = seed
 
     @property
     def clock(self) -> TaskClock:
         return self.inputs.clock
+
+    @property
+    def n_dof(self) -> int:
+        return self.config.action_dim - 4
 
     @property
     def blind(self) -> bool:
@@ -107,9 +112,10 @@ class S1Policy:
         pinned = None
         if prefix is not None and self.keeps_prefix:
             values, valid = prefix
+            values = self.coding.encode(values, self.n_dof)
             weights = inpaint_weights(self.config.horizon, self.inpaint_frames, valid if self.inpaint_frames else 0)
             pinned = Prefix((torch.as_tensor(values, dtype=torch.float32)[None] - s["action_mean"]) / s["action_std"],
                             torch.from_numpy(weights), self.warm_start)
         chunk = self.model.sample(img, p, torch.as_tensor(z, dtype=torch.float32)[None], generator=self.generator,
                                   prefix=pinned)
-        return (chunk[0] * s["action_std"] + s["action_mean"]).numpy().astype(np.float32)
+        return self.coding.decode((chunk[0] * s["action_std"] + s["action_mean"]).numpy(), self.n_dof)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ from infra.checkpoint import (
 from infra.config import to_dict
 from infra.config.s1 import TrainS1Config
 from s1_policy.dataset import DemoDataset
-from s1_policy.features import ProprioInput, TaskClock
+from s1_policy.features import ChunkCoding, ProprioInput, TaskClock
 from s1_policy.goal import GoalEncoder, family_separation_loss
 from s1_policy.model import S1Model
 
@@ -89,6 +89,11 @@ def load_all(roots: list[str | Path], horizon: int) -> Demos:
     return Demos(*(np.concatenate([getattr(d, f) for d in parts]) for f in ("images", "proprio", "goal", "actions")),
                  np.concatenate([d.episode + o for d, o in zip(parts, offsets)]),
                  np.concatenate([d.time for d in parts]), np.concatenate([d.family for d in parts]))
+
+
+def coded(d: Demos, coding: ChunkCoding) -> Demos:
+    """The demonstrations with their chunks as S1's network sees them (``ChunkCoding``)."""
+    return replace(d, actions=coding.encode(d.actions, d.actions.shape[-1] - 4)) if coding.heading_rate else d
 
 
 def early_sampling(time: np.ndarray, early_s: float, weight: float) -> np.ndarray | None:
@@ -181,6 +186,7 @@ def save_s1(path: Path, kind: str, model: S1Model, goal: GoalEncoder, stats: dic
 def _restore(path: str, model: S1Model, goal: GoalEncoder, opt: torch.optim.Optimizer, cfg: TrainS1Config) -> int:
     ckpt = load_checkpoint(path, kind=TRAIN_KIND)
     check_config_matches(ckpt.meta["config"], to_dict(cfg), ["model", "data"])
+    _check_coding(ckpt.meta["config"], cfg, path)
     model.load_state_dict(unflatten_state("model", ckpt.tensors))
     goal.load_state_dict(unflatten_state("goal", ckpt.tensors))
     opt.load_state_dict(opt.state_dict() | {"state": optimizer_state(ckpt.tensors)})
@@ -194,8 +200,17 @@ def _init_from(ckpt, cfg: TrainS1Config, model: S1Model, goal: GoalEncoder) -> N
     if saved != clock:  # a checkpoint from before task_clock_octaves has none
         raise CheckpointError(f"{cfg.init}: trained with task_clock_octaves={saved.octaves}, this run asks for "
                               f"{clock.octaves}")
+    _check_coding(ckpt.meta["config"], cfg, cfg.init)
     _load_goal(ckpt, cfg.init, goal, cfg.model.z_dim)
     model.load_state_dict(unflatten_state("model", ckpt.tensors))
+
+
+def _check_coding(saved: dict, cfg: TrainS1Config, path: str) -> None:
+    """A checkpoint's network and statistics are in its own chunk coding: a run continuing it must keep it."""
+    if ChunkCoding.of(saved) != ChunkCoding.of(to_dict(cfg)):
+        raise CheckpointError(f"{path}: trained with heading_rate={ChunkCoding.of(saved).heading_rate} (frames "
+                              f"{ChunkCoding.of(saved).frame_dt} s apart), this run asks for heading_rate="
+                              f"{cfg.heading_rate} ({cfg.stack.sim.ctrl_dt} s)")
 
 
 def _load_goal(ckpt, path: str, goal: GoalEncoder, z_dim: int) -> None:
@@ -212,8 +227,9 @@ def train_s1(cfg: TrainS1Config, progress: bool = True, tracker=None) -> dict:
     torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    demos = load_all([cfg.data, *cfg.more_data], cfg.model.horizon)
-    held = load_demos(cfg.eval_data, cfg.model.horizon) if cfg.eval_data else None
+    coding = ChunkCoding.of(to_dict(cfg))
+    demos = coded(load_all([cfg.data, *cfg.more_data], cfg.model.horizon), coding)
+    held = coded(load_demos(cfg.eval_data, cfg.model.horizon), coding) if cfg.eval_data else None
     stats = normaliser_stats(demos)
     if cfg.resume or cfg.init:
         source = load_checkpoint(cfg.resume or cfg.init, kind=TRAIN_KIND if cfg.resume else POLICY_KIND)

@@ -19,7 +19,7 @@ from tqdm import tqdm
 from infra.config.s1 import EvalS1Config
 from s1_policy.model import measure_latency
 from s1_policy.policy import S1Policy
-from s1_policy.train import Batcher, chunk_error, load_demos
+from s1_policy.train import Batcher, chunk_error, coded, load_demos
 from systems.layers import GoalEncoderLayer, S1Layer
 from systems.lockstep import LockstepRunner
 from systems.tasks import FAMILY_NAMES, GOAL_DIM, family_in_turn, sample_task, task_rng, task_scene
@@ -77,7 +77,7 @@ def evaluate_s1(cfg: EvalS1Config, progress: bool = True, tracker=None) -> dict:
                            "guidance": policy.model.guidance}
             entry |= goal_separation(policy)
             if cfg.eval_data:
-                held = load_demos(cfg.eval_data, policy.config.horizon)
+                held = coded(load_demos(cfg.eval_data, policy.config.horizon), policy.coding)
                 batcher = Batcher(held, policy.stats, policy.inputs)
                 entry["chunk_error"] = round(chunk_error(policy.model, policy.goal, batcher), 4)
             lat = measure_latency(policy.model, n=cfg.latency_calls)

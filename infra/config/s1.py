@@ -150,6 +150,9 @@ class TrainS1Config:
     """fraction of training samples whose body state (the proprioception, not the task clock) is zeroed; 1 = a
     blind S1 that never sees the body state, in training or at run time (``S1Policy.blind``): the teacher's plans
     are indexed by time, and an S1 that reads the body learns to continue whatever the body is doing"""
+    heading_rate: bool = False
+    """S1's network learns the chunk's root heading as a yaw rate, integrated back to the heading (0 at frame 0
+    by construction) on its output (``features.ChunkCoding``); the datasets are unchanged"""
     proprio_noise: float = 0.05
     """Gaussian noise added to the normalised proprioception (robustness to states the teacher never visited)"""
     threads: int = 2

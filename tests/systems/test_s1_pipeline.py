@@ -12,9 +12,9 @@ from infra.checkpoint import CheckpointError
 from infra.config.s1 import S1ModelConfig, TrainS1Config
 from infra.config.stack import CollectConfig, StackConfig
 from s1_policy.dataset import DemoDataset
-from s1_policy.features import TaskClock, chunk_to_array, shift_chunk
+from s1_policy.features import ChunkCoding, TaskClock, chunk_to_array, shift_chunk
 from s1_policy.policy import S1Policy
-from s1_policy.train import train_s1
+from s1_policy.train import load_demos, train_s1
 from systems.collect import IMAGE_KEY, episode_families
 from systems.layers import GoalEncoderLayer, S1Layer
 from systems.lockstep import LockstepRunner
@@ -109,6 +109,32 @@ def test_s1_layer_inpaints_its_previous_chunk(demos, tmp_path):
     train_s1(dataclasses.replace(cfg, model=dataclasses.replace(TINY, head="diffusion")), progress=False)
     with pytest.raises(CheckpointError, match="s1_inpaint_frames=8, s1_warm_start=0.0 need a flow head"):
         S1Policy(tmp_path / "diffusion" / "policy.safetensors", inpaint_frames=8)
+
+
+def test_heading_rate_coding_trains_infers_and_is_kept_by_fine_tunes(demos, tmp_path):
+    """heading_rate=true: the network's statistics are those of the yaw rate, every chunk it emits starts at heading
+    0 (the chunk convention), inpainting pins the previous chunk's rate, and a fine-tune cannot change the coding."""
+    root, _ = demos
+    train_s1(_cfg(root, tmp_path / "rate", 2, heading_rate=True), progress=False)
+    train_s1(_cfg(root, tmp_path / "plain", 2), progress=False)
+    path = tmp_path / "rate" / "policy.safetensors"
+    rate, plain = S1Policy(path), S1Policy(tmp_path / "plain" / "policy.safetensors")
+    assert rate.coding == ChunkCoding(True, 0.02) and not plain.coding.heading_rate
+    heading = 65 + 1
+    coded_demos = ChunkCoding(True, 0.02).encode(load_demos(root, 16).actions, 65)
+    np.testing.assert_allclose(float(rate.stats["action_mean"][heading]), coded_demos[..., heading].mean(), atol=1e-6)
+    inputs = (np.full((32, 32, 3), 90, np.uint8), np.zeros(137, np.float32), np.ones(128, np.float32))
+    chunks = [policy.infer(*inputs) for policy in (rate, plain)]
+    assert chunks[0][0, heading] == 0.0 and np.isfinite(chunks[0]).all()
+    assert chunks[1][0, heading] != 0.0  # the plain coding leaves frame 0 to the network
+    layer = S1Layer(S1Policy.for_stack(path, StackConfig(s1_inpaint_frames=8)), 65, 0.02)
+    layer.start(0.0)
+    first, second = (chunk_to_array(layer.chunk(t, *inputs, None)) for t in (0.0, 0.04))
+    expected, _ = shift_chunk(first, 2.0, 65)
+    np.testing.assert_allclose(second[:2, heading], expected[:2, heading], atol=1e-4)
+    with pytest.raises(CheckpointError, match="heading_rate=False"):
+        train_s1(_cfg(root, tmp_path / "ft", 3, heading_rate=True, init=str(tmp_path / "plain" / "policy.safetensors")),
+                 progress=False)
 
 
 def test_task_clock_octaves_train_and_infer(demos, tmp_path):
