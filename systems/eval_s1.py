@@ -22,7 +22,15 @@ from s1_policy.policy import S1Policy
 from s1_policy.train import Batcher, chunk_error, coded, load_demos
 from systems.layers import GoalEncoderLayer, S1Layer
 from systems.lockstep import LockstepRunner
-from systems.tasks import FAMILY_NAMES, GOAL_DIM, family_in_turn, sample_task, task_rng, task_scene
+from systems.tasks import (
+    FAMILY_NAMES,
+    GOAL_DIM,
+    family_in_turn,
+    sample_task,
+    success_interval,
+    task_rng,
+    task_scene,
+)
 
 
 def closed_loop(runner: LockstepRunner, policy: S1Policy, cfg: EvalS1Config, progress: bool,
@@ -43,7 +51,8 @@ def closed_loop(runner: LockstepRunner, policy: S1Policy, cfg: EvalS1Config, pro
 
             imageio.mimwrite(video_path, result.frames, fps=25, macro_block_size=8)
     flat = [s for v in per_family.values() for s in v]
-    return {"success_rate": round(float(np.mean(flat)), 4), "fell_rate": round(fell / max(1, len(flat)), 4),
+    return {"success_rate": round(float(np.mean(flat)), 4), "success_ci95": success_interval(flat),
+            "fell_rate": round(fell / max(1, len(flat)), 4),
             "per_family": {f: round(float(np.mean(v)), 3) for f, v in per_family.items()}}
 
 

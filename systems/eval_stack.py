@@ -19,7 +19,7 @@ from s2_vlm.policy import S2Policy
 from systems.layers import GoalEncoderLayer, S1Layer
 from systems.lockstep import GoalLayer, LockstepRunner, Privileged
 from systems.s2_layer import S2Layer, layer_for_stack
-from systems.tasks import Task, family_in_turn, run_layout, sample_task, task_rng, task_scene
+from systems.tasks import Task, family_in_turn, run_layout, sample_task, success_interval, task_rng, task_scene
 
 OUT_OF_SCOPE_INSTRUCTION = "bake me a chocolate cake"
 
@@ -62,7 +62,7 @@ def evaluate_stack(cfg: EvalStackConfig, progress: bool = True, tracker=None) ->
         runner.close()
     lat = measure_latency(s2.model, n=cfg.latency_calls)
     flat = [s for v in per_task.values() for s in v]
-    out = {"success_rate": round(float(np.mean(flat)), 4),
+    out = {"success_rate": round(float(np.mean(flat)), 4), "success_ci95": success_interval(flat),
            "per_task": {f: round(float(np.mean(v)), 3) for f, v in per_task.items()},
            "z_error": round(float(np.mean(layer2.errors)), 5),
            "s2_latency_ms_p50": round(lat["uncached_p50_ms"], 2), "s2_latency_ms_p99": round(lat["uncached_p99_ms"], 2),

@@ -27,6 +27,7 @@ from systems.tasks import (
     family_in_turn,
     run_layout,
     sample_task,
+    success_interval,
     task_for,
     task_rng,
     task_scene,
@@ -68,6 +69,7 @@ def evaluate_teacher(cfg: EvalTeacherConfig, progress: bool = True, tracker=None
                               "plan_s": round(float(np.mean([p for *_, p in r])), 2), "episodes": len(r)}
     flat = [row for r in rows.values() for row in r]
     result = {"success_rate": round(float(np.mean([s for s, *_ in flat])), 4),
+              "success_ci95": success_interval([s for s, *_ in flat]),
               "fell_rate": round(float(np.mean([f for _, f, *_ in flat])), 4), "per_family": per_family,
               "episodes": len(flat), "balanced_gait": runner.balanced_gait, "s0_checkpoint": cfg.stack.s0_checkpoint,
               "push_mps": cfg.push_mps} | ({"instruction": cfg.instruction, "layout_seed": cfg.layout_seed}

@@ -125,6 +125,8 @@ def test_eval_teacher_reports_falls_and_their_times(tmp_path):
     assert stop["success"] == 1.0 and stop["fell"] == 0.0 and stop["fall_s"] is None
     assert walk["fell"] == 1.0 and 0.5 < walk["fall_s"] < walk["plan_s"]
     assert r["fell_rate"] == 0.5
+    low, high = r["success_ci95"]
+    assert low < r["success_rate"] < high and high - low > 0.5  # two episodes say little
     out = humanoid("eval", "teacher", "families=[moonwalk]", "tracking.enabled=false", cwd=tmp_path)
     assert out.returncode == 2 and "moonwalk" in out.stderr
 

@@ -262,6 +262,8 @@ def test_eval_s1_reports_every_checkpoint_of_one_head(tiny_s1):
     assert len(names) == 2 and names[1] == names[0] + "_2", names  # a fine-tune and its base: two rows
     for entry in out["heads"].values():
         assert entry["checkpoint"] == str(tiny_s1) and 0.0 <= entry["success_rate"] <= 1.0
+        low, high = entry["success_ci95"]
+        assert 0.0 <= low <= entry["success_rate"] <= high <= 1.0 and high - low > 0.5  # one episode says little
         assert entry["latency_ms_p99"] >= entry["latency_ms_p50"] > 0
         assert -1.0 <= entry["goal_cosine_max"] <= 1.0
         first, second = entry["goal_closest_pair"].split("/")

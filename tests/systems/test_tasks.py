@@ -19,6 +19,7 @@ from systems.tasks import (
     instructions,
     object_phrase,
     sample_task,
+    success_interval,
     task_for,
     task_rng,
     task_scene,
@@ -128,3 +129,16 @@ def test_pointing_needs_an_arm_along_the_object_direction():
     side = {"red_box": np.array([0.0, -2.0])}  # the same arm, but the object is to the right
     assert not _run(Task("point_at", "point at the red box", "red_box"),
                     [_state(0.02 * i, bodies=arm, objects=side) for i in range(40)])
+
+
+def test_success_interval_by_hand():
+    """Wilson's 95 % score interval: 0 of 10 is [0, 0.278] (the rule of three would say 0.3), 10 of 10 its mirror,
+    and the interval narrows as the episodes grow while it always holds the observed rate."""
+    assert success_interval([False] * 10) == [0.0, 0.278]
+    assert success_interval([True] * 10) == [0.722, 1.0]
+    assert success_interval([True] * 135 + [False] * 33) == [0.737, 0.857]
+    lo24, hi24 = success_interval([True] * 19 + [False] * 5)
+    lo168, hi168 = success_interval([True] * 133 + [False] * 35)
+    assert lo24 < lo168 < 19 / 24 < hi168 < hi24
+    with pytest.raises(ValueError, match="no episodes"):
+        success_interval([])
