@@ -98,8 +98,11 @@ class ChunkCoding:
     @classmethod
     def of(cls, config: dict) -> ChunkCoding:
         """The coding of a training config (``TrainS1Config`` as a dict, or as stored in a checkpoint's metadata;
-        one from before ``heading_rate`` has none)."""
-        return cls(bool(config.get("heading_rate", False)), float(config["stack"]["sim"]["ctrl_dt"]))
+        one from before ``heading_rate`` has none). The frame spacing matters to the rate only, so the plain
+        coding does not depend on it."""
+        if not config.get("heading_rate", False):
+            return cls()
+        return cls(True, float(config["stack"]["sim"]["ctrl_dt"]))
 
     def encode(self, a: np.ndarray, n_dof: int) -> np.ndarray:
         """Chunk arrays (..., H, n_dof + 4) -> the network's (same shape, float32). The last frame's rate

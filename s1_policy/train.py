@@ -207,10 +207,10 @@ def _init_from(ckpt, cfg: TrainS1Config, model: S1Model, goal: GoalEncoder) -> N
 
 def _check_coding(saved: dict, cfg: TrainS1Config, path: str) -> None:
     """A checkpoint's network and statistics are in its own chunk coding: a run continuing it must keep it."""
-    if ChunkCoding.of(saved) != ChunkCoding.of(to_dict(cfg)):
-        raise CheckpointError(f"{path}: trained with heading_rate={ChunkCoding.of(saved).heading_rate} (frames "
-                              f"{ChunkCoding.of(saved).frame_dt} s apart), this run asks for heading_rate="
-                              f"{cfg.heading_rate} ({cfg.stack.sim.ctrl_dt} s)")
+    old, new = ChunkCoding.of(saved), ChunkCoding.of(to_dict(cfg))
+    if old != new:
+        raise CheckpointError(f"{path}: trained with heading_rate={old.heading_rate} (frames {old.frame_dt} s "
+                              f"apart), this run asks for heading_rate={new.heading_rate} ({new.frame_dt} s)")
 
 
 def _load_goal(ckpt, path: str, goal: GoalEncoder, z_dim: int) -> None:

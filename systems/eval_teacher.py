@@ -68,8 +68,8 @@ def evaluate_teacher(cfg: EvalTeacherConfig, progress: bool = True, tracker=None
                               "fall_s": round(float(np.mean(falls)), 2) if falls else None,
                               "plan_s": round(float(np.mean([p for *_, p in r])), 2), "episodes": len(r)}
     flat = [row for r in rows.values() for row in r]
-    result = {"success_rate": round(float(np.mean([s for s, *_ in flat])), 4),
-              "success_ci95": success_interval([s for s, *_ in flat]),
+    successes = [s for s, *_ in flat]
+    result = {"success_rate": round(float(np.mean(successes)), 4), "success_ci95": success_interval(successes),
               "fell_rate": round(float(np.mean([f for _, f, *_ in flat])), 4), "per_family": per_family,
               "episodes": len(flat), "balanced_gait": runner.balanced_gait, "s0_checkpoint": cfg.stack.s0_checkpoint,
               "push_mps": cfg.push_mps} | ({"instruction": cfg.instruction, "layout_seed": cfg.layout_seed}

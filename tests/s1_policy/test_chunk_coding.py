@@ -57,4 +57,5 @@ def test_without_the_rate_the_coding_is_the_identity_and_old_checkpoints_have_no
     np.testing.assert_array_equal(plain.decode(chunks, N_DOF), chunks)
     stack = {"sim": {"ctrl_dt": 0.02}}
     assert ChunkCoding.of({"stack": stack}) == ChunkCoding(False, 0.02)
+    assert ChunkCoding.of({"stack": {"sim": {"ctrl_dt": 0.01}}}) == ChunkCoding()  # a plain S0 rate is no coding
     assert ChunkCoding.of({"stack": stack, "heading_rate": True}) == ChunkCoding(True, 0.02)
